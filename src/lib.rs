@@ -1,0 +1,4 @@
+//! wampmesh: a WAMP router whose router-to-router links run over QUIC.
+
+pub mod wamp;
+pub mod rawsocket;

@@ -1,0 +1,12 @@
+//! The WAMP protocol without I/O: values, messages, ids, URIs and the three serializers.
+
+pub mod id;
+pub mod message;
+pub mod serializer;
+pub mod uri;
+pub mod value;
+
+pub use id::{Id, IdSequence, SessionId};
+pub use message::{code, Message, ParseError, Payload};
+pub use serializer::{CodecError, Serializer};
+pub use value::{Dict, Value};
