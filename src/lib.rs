@@ -2,3 +2,4 @@
 
 pub mod wamp;
 pub mod rawsocket;
+pub mod router;

@@ -1,0 +1,1 @@
+//! Authentication (anonymous, ticket, WAMP-CRA) as a state machine without I/O.

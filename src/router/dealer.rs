@@ -1,0 +1,1 @@
+//! The dealer: registrations, calls, invocations, results, cancel and timeouts, without I/O.

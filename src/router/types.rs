@@ -1,0 +1,163 @@
+//! What the routing state machines share: who a session is, the clock they are given, and the
+//! outbox they fill instead of doing I/O.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::wamp::{Dict, Id, Message, SessionId, SharedMessage, Value};
+
+/// Everything routing needs to know about a joined session.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub authid: String,
+    pub authrole: String,
+    pub authmethod: String,
+    pub authprovider: String,
+    /// `HELLO.Details.roles` as the client announced them.
+    pub roles: Dict,
+    /// Transport facts for the session meta API (type, peer address, serializer).
+    pub transport: Dict,
+}
+
+impl SessionInfo {
+    /// Did the client announce `roles.<role>.features.<feature> = true`?
+    pub fn supports(&self, role: &str, feature: &str) -> bool {
+        self.roles
+            .get(role)
+            .and_then(Value::as_dict)
+            .and_then(|r| r.get("features"))
+            .and_then(Value::as_dict)
+            .and_then(|f| f.get(feature))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// The session as the meta API shows it (`wamp.session.get`, `on_join`).
+    pub fn meta_details(&self) -> Dict {
+        crate::dict! {
+            "session" => self.id.get(),
+            "authid" => self.authid.clone(),
+            "authrole" => self.authrole.clone(),
+            "authmethod" => self.authmethod.clone(),
+            "authprovider" => self.authprovider.clone(),
+            "transport" => Value::Dict(self.transport.clone()),
+        }
+    }
+}
+
+/// The time a state machine is handed: monotonic for timers, wall clock for `created` fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub instant: Instant,
+    pub unix_ms: u64,
+}
+
+impl Now {
+    /// Reads the clocks (only the async layer calls this).
+    pub fn read() -> Now {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Now {
+            instant: Instant::now(),
+            unix_ms,
+        }
+    }
+
+    /// UTC ISO 8601 with milliseconds, as the meta API's `created` fields.
+    pub fn iso8601(&self) -> String {
+        let secs = self.unix_ms / 1000;
+        let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = (secs / 86400) as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        format!(
+            "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
+            self.unix_ms % 1000
+        )
+    }
+}
+
+/// Changes of routing state that the meta API publishes and router links mirror.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaEvent {
+    /// First subscriber of a new subscription: `details` = {id, created, uri, match}.
+    SubscriptionCreated { session: SessionId, details: Dict },
+    SubscriptionAdded { session: SessionId, subscription: Id },
+    SubscriptionRemoved { session: SessionId, subscription: Id },
+    /// Last subscriber left; the subscription is gone.
+    SubscriptionDeleted { session: SessionId, subscription: Id },
+    /// First callee of a new registration: `details` = {id, created, uri, match, invoke}.
+    RegistrationCreated { session: SessionId, details: Dict },
+    RegistrationAdded { session: SessionId, registration: Id },
+    RegistrationRemoved { session: SessionId, registration: Id },
+    RegistrationDeleted { session: SessionId, registration: Id },
+}
+
+/// One message for one session. Fan-out shares the `Arc`, so bytes are encoded once.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub to: SessionId,
+    pub message: Arc<SharedMessage>,
+}
+
+/// Where state machines put their output.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    pub deliveries: Vec<Delivery>,
+    pub meta: Vec<MetaEvent>,
+}
+
+impl Outbox {
+    pub fn send(&mut self, to: SessionId, message: Message) {
+        self.deliveries.push(Delivery {
+            to,
+            message: SharedMessage::new(message),
+        });
+    }
+    pub fn send_shared(&mut self, to: SessionId, message: &Arc<SharedMessage>) {
+        self.deliveries.push(Delivery {
+            to,
+            message: Arc::clone(message),
+        });
+    }
+    /// An ERROR reply to a request.
+    pub fn error(&mut self, to: SessionId, request_type: u64, request: Id, error: &str) {
+        self.send(
+            to,
+            Message::Error {
+                request_type,
+                request,
+                details: Dict::new(),
+                error: error.to_owned(),
+                payload: Default::default(),
+            },
+        );
+    }
+    pub fn meta(&mut self, event: MetaEvent) {
+        self.meta.push(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso8601_formats_utc() {
+        let now = Now {
+            instant: Instant::now(),
+            unix_ms: 1_403_455_901_643,
+        };
+        assert_eq!(now.iso8601(), "2014-06-22T16:51:41.643Z");
+    }
+}
