@@ -3,3 +3,5 @@
 pub mod wamp;
 pub mod rawsocket;
 pub mod router;
+pub mod client;
+pub mod config;

@@ -1,0 +1,1 @@
+//! A Rust WAMP client: connect over RawSocket, join a realm, publish, subscribe, call, register.

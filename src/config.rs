@@ -1,0 +1,1 @@
+//! TOML configuration -> validated `Config`; a bad file fails at start naming the key.
