@@ -1,7 +1,13 @@
 //! wampmesh: a WAMP router whose router-to-router links run over QUIC.
 
-pub mod wamp;
+pub mod client;
+pub mod bench;
+pub mod config;
+pub mod demo;
+pub mod node;
 pub mod rawsocket;
 pub mod router;
-pub mod client;
-pub mod config;
+pub mod session;
+pub mod transport;
+pub mod wamp;
+pub mod writer;

@@ -1,1 +1,0 @@
-//! The dealer: registrations, calls, invocations, results, cancel and timeouts, without I/O.

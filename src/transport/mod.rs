@@ -1,0 +1,119 @@
+//! Transports in the Bedrock shape: a `Listener` binds an endpoint and accepts connections,
+//! `unbind` stops accepting and frees the port at once while existing connections go on,
+//! `drain` waits for them up to a deadline, `abort` ends what is left.
+
+pub mod tcp;
+pub mod unix;
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ListenConfig, TransportKind};
+use crate::session::SessionContext;
+
+/// Why a listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot bind {transport} listener on {address}: {source}")]
+    Bind { transport: &'static str, address: String, source: std::io::Error },
+    #[error("transport {0} is not supported yet")]
+    Unsupported(&'static str),
+}
+
+/// A bound listener and the connections it accepted.
+#[derive(Debug)]
+pub struct Listener {
+    pub transport: &'static str,
+    /// The bound address (with the real port when the config said port 0).
+    pub local_addr: String,
+    stop_accepting: CancellationToken,
+    accept_task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    connections: TaskTracker,
+    abort: CancellationToken,
+}
+
+impl Listener {
+    /// Binds the endpoint of `config` and starts accepting; each connection runs a session.
+    pub async fn bind(config: &ListenConfig, ctx: SessionContext) -> Result<Listener, TransportError> {
+        let stop_accepting = CancellationToken::new();
+        let connections = TaskTracker::new();
+        let abort = CancellationToken::new();
+        let accept = Accept { ctx, connections: connections.clone(), stop: stop_accepting.clone(), abort: abort.clone() };
+        let (transport, local_addr, task) = match config.transport {
+            TransportKind::Tcp => tcp::bind(&config.address, accept).await?,
+            TransportKind::Unix => unix::bind(&config.address, accept).await?,
+            TransportKind::Tls => return Err(TransportError::Unsupported("tls")),
+            TransportKind::Quic => return Err(TransportError::Unsupported("quic")),
+            TransportKind::Websocket => return Err(TransportError::Unsupported("websocket")),
+        };
+        tracing::info!(transport, address = %local_addr, "listening");
+        Ok(Listener {
+            transport,
+            local_addr,
+            stop_accepting,
+            accept_task: tokio::sync::Mutex::new(Some(task)),
+            connections,
+            abort,
+        })
+    }
+
+    /// Stops accepting and frees the port; returns once the socket is closed.
+    pub async fn unbind(&self) {
+        self.stop_accepting.cancel();
+        if let Some(task) = self.accept_task.lock().await.take() {
+            let _ = task.await;
+        }
+        self.connections.close();
+    }
+
+    /// Waits until every connection has ended, or the deadline passed (returns false then).
+    pub async fn drain(&self, deadline: Duration) -> bool {
+        self.connections.close();
+        tokio::time::timeout(deadline, self.connections.wait()).await.is_ok()
+    }
+
+    /// Ends every remaining connection now.
+    pub async fn abort(&self) {
+        self.abort.cancel();
+        self.connections.wait().await;
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+}
+
+/// What an accept loop needs: where to run connections and when to stop.
+#[derive(Debug, Clone)]
+pub struct Accept {
+    pub ctx: SessionContext,
+    pub connections: TaskTracker,
+    pub stop: CancellationToken,
+    pub abort: CancellationToken,
+}
+
+impl Accept {
+    /// Runs one session on a connection, tracked, ending early on abort.
+    pub fn spawn_session<R, W>(&self, reader: R, writer: W, transport: crate::wamp::Dict)
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let ctx = self.ctx.clone();
+        let abort = self.abort.clone();
+        self.connections.spawn(async move {
+            let peer = transport.get("peer").and_then(|p| p.as_str()).unwrap_or("").to_owned();
+            tokio::select! {
+                result = crate::session::serve(reader, writer, transport, ctx) => {
+                    if let Err(end) = result {
+                        tracing::debug!(%peer, reason = %end, "connection ended");
+                    }
+                }
+                _ = abort.cancelled() => tracing::debug!(%peer, "connection aborted"),
+            }
+        });
+    }
+}

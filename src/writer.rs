@@ -1,0 +1,91 @@
+//! The single writer of a RawSocket byte stream: queues frames and writes a whole batch with
+//! vectored I/O, sharing (not copying) large payloads.
+
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::rawsocket::{FrameCodec, FrameKind, RawSocketError};
+
+/// Payloads up to this size are copied next to their header; larger ones are written from
+/// the shared buffer itself.
+const COPY_BELOW: usize = 512;
+
+/// Queues frames, then writes them all in as few syscalls as possible.
+/// `flush` is cancel-safe: what was written is consumed, the rest stays queued.
+#[derive(Debug)]
+pub struct FrameWriter<W> {
+    io: W,
+    codec: FrameCodec,
+    staging: BytesMut,
+    chunks: Vec<Bytes>,
+}
+
+impl<W: AsyncWrite + Unpin> FrameWriter<W> {
+    pub fn new(io: W, codec: FrameCodec) -> Self {
+        FrameWriter { io, codec, staging: BytesMut::with_capacity(4096), chunks: Vec::new() }
+    }
+
+    /// Queues one frame; fails (and queues nothing) if it exceeds the peer's maximum.
+    pub fn queue(&mut self, kind: FrameKind, payload: Bytes) -> Result<(), RawSocketError> {
+        if payload.len() < COPY_BELOW {
+            return self.codec.encode_parts(kind, &payload, &mut self.staging);
+        }
+        self.codec.encode_parts(kind, &[], &mut self.staging)?;
+        let len = payload.len();
+        if len > self.codec.max_send || len >= crate::rawsocket::MAX_LENGTH {
+            self.staging.truncate(self.staging.len() - 4);
+            return Err(RawSocketError::TooLong { size: len, max: self.codec.max_send });
+        }
+        // Patch the header's length (written as 0 above).
+        let at = self.staging.len() - 3;
+        self.staging[at] = (len >> 16) as u8;
+        self.staging[at + 1] = (len >> 8) as u8;
+        self.staging[at + 2] = len as u8;
+        self.chunks.push(self.staging.split().freeze());
+        self.chunks.push(payload);
+        Ok(())
+    }
+
+    /// Bytes waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.staging.len() + self.chunks.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.staging.is_empty() {
+            self.chunks.push(self.staging.split().freeze());
+        }
+        let mut first = 0;
+        while first < self.chunks.len() {
+            let slices: Vec<IoSlice<'_>> = self.chunks[first..].iter().take(64).map(|c| IoSlice::new(c)).collect();
+            let mut written = self.io.write_vectored(&slices).await?;
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            while written > 0 {
+                let chunk = &mut self.chunks[first];
+                let n = written.min(chunk.len());
+                chunk.advance(n);
+                written -= n;
+                if chunk.is_empty() {
+                    first += 1;
+                }
+            }
+        }
+        self.chunks.clear();
+        self.io.flush().await
+    }
+
+    /// Flushes and closes the write side.
+    pub async fn shutdown(&mut self) -> std::io::Result<()> {
+        self.flush().await?;
+        self.io.shutdown().await
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.io
+    }
+}
