@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod bench;
+pub mod certs;
 pub mod config;
 pub mod demo;
 pub mod node;

@@ -16,7 +16,7 @@ use crate::router::realm::Realm;
 use crate::router::task::spawn_realm;
 use crate::router::RealmRegistry;
 use crate::session::{ListenerSettings, SessionContext};
-use crate::transport::{Listener, TransportError};
+use crate::transport::{Listener, NodeTls, TransportError};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,7 @@ pub struct Node {
     pub id: String,
     config: Config,
     realms: RealmRegistry,
+    tls: NodeTls,
     listeners: Vec<Listener>,
     realm_tasks: TaskTracker,
     realm_cancel: CancellationToken,
@@ -57,6 +58,7 @@ impl Node {
             );
             realms.insert(handle);
         }
+        let tls = NodeTls::from_config(config.tls.as_ref(), &config.node.id)?;
         let sessions_shutdown = CancellationToken::new();
         let mut listeners = Vec::new();
         for listen in &config.listen {
@@ -65,9 +67,9 @@ impl Node {
                 realms: realms.clone(),
                 shutdown: sessions_shutdown.clone(),
             };
-            listeners.push(Listener::bind(listen, ctx).await?);
+            listeners.push(Listener::bind(listen, &tls, ctx).await?);
         }
-        Ok(Node { id: config.node.id.clone(), config, realms, listeners, realm_tasks, realm_cancel, sessions_shutdown })
+        Ok(Node { id: config.node.id.clone(), config, realms, tls, listeners, realm_tasks, realm_cancel, sessions_shutdown })
     }
 
     /// The bound address of the first listener of `transport` ("tcp", "unix", ...).
@@ -81,6 +83,11 @@ impl Node {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The node's certificate and CA (self-signed when `[tls]` is absent).
+    pub fn tls(&self) -> &NodeTls {
+        &self.tls
     }
 
     pub fn realms(&self) -> &RealmRegistry {

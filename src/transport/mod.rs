@@ -2,7 +2,10 @@
 //! `unbind` stops accepting and frees the port at once while existing connections go on,
 //! `drain` waits for them up to a deadline, `abort` ends what is left.
 
+pub mod quic;
 pub mod tcp;
+pub mod tls;
+pub mod tls_tcp;
 pub mod unix;
 
 use std::time::Duration;
@@ -21,6 +24,8 @@ pub enum TransportError {
     Bind { transport: &'static str, address: String, source: std::io::Error },
     #[error("transport {0} is not supported yet")]
     Unsupported(&'static str),
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 /// A bound listener and the connections it accepted.
@@ -37,7 +42,7 @@ pub struct Listener {
 
 impl Listener {
     /// Binds the endpoint of `config` and starts accepting; each connection runs a session.
-    pub async fn bind(config: &ListenConfig, ctx: SessionContext) -> Result<Listener, TransportError> {
+    pub async fn bind(config: &ListenConfig, tls: &NodeTls, ctx: SessionContext) -> Result<Listener, TransportError> {
         let stop_accepting = CancellationToken::new();
         let connections = TaskTracker::new();
         let abort = CancellationToken::new();
@@ -45,8 +50,15 @@ impl Listener {
         let (transport, local_addr, task) = match config.transport {
             TransportKind::Tcp => tcp::bind(&config.address, accept).await?,
             TransportKind::Unix => unix::bind(&config.address, accept).await?,
-            TransportKind::Tls => return Err(TransportError::Unsupported("tls")),
-            TransportKind::Quic => return Err(TransportError::Unsupported("quic")),
+            TransportKind::Tls => {
+                let server = tls.server_config(config, &[])?;
+                tls_tcp::bind(&config.address, std::sync::Arc::new(server), accept).await?
+            }
+            TransportKind::Quic => {
+                let server = tls.server_config(config, &[tls::ALPN_QUIC])?;
+                let settings = quic::QuicSettings::from_listen(config);
+                quic::QuicServerFactory::bind(&config.address, server, &settings, accept).await?
+            }
             TransportKind::Websocket => return Err(TransportError::Unsupported("websocket")),
         };
         tracing::info!(transport, address = %local_addr, "listening");
@@ -115,5 +127,37 @@ impl Accept {
                 _ = abort.cancelled() => tracing::debug!(%peer, "connection aborted"),
             }
         });
+    }
+}
+
+/// The node's TLS material: its identity (configured or self-signed at start) and the CA that
+/// client certificates must chain to.
+#[derive(Debug, Clone)]
+pub struct NodeTls {
+    pub identity: tls::Identity,
+    pub ca: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
+}
+
+impl NodeTls {
+    /// From `[tls]`, or a self-signed certificate for `node_id` when there is none.
+    pub fn from_config(config: Option<&crate::config::TlsConfig>, node_id: &str) -> Result<NodeTls, TransportError> {
+        let err = |e: tls::TlsError| TransportError::Tls(e.to_string());
+        match config {
+            Some(c) => Ok(NodeTls {
+                identity: tls::Identity::load(&c.cert, &c.key).map_err(err)?,
+                ca: c.ca.as_deref().map(tls::load_certs).transpose().map_err(err)?,
+            }),
+            None => Ok(NodeTls { identity: tls::Identity::self_signed(&[node_id, "localhost"]).map_err(err)?, ca: None }),
+        }
+    }
+
+    /// The rustls server config of a listener (client certificates required if it says so).
+    pub fn server_config(&self, listen: &ListenConfig, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, TransportError> {
+        let client_ca = match (listen.require_client_cert, &self.ca) {
+            (false, _) => None,
+            (true, Some(ca)) => Some(ca.as_slice()),
+            (true, None) => return Err(TransportError::Tls("require_client_cert needs [tls] ca".into())),
+        };
+        tls::server_config(&self.identity, client_ca, alpn).map_err(|e| TransportError::Tls(e.to_string()))
     }
 }

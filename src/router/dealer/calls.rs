@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::registry::Callee;
 use super::{
     interrupt, option_flag, refuse, CallKey, Dealer, DealerError, Invocation, InvocationKey,
 };
@@ -30,14 +31,55 @@ impl CancelMode {
     }
 }
 
-/// `CALL.Options.timeout` in ms: absent, null or 0 means none; anything but an integer is an
-/// error.
-fn call_timeout(options: &Dict) -> Result<u64, DealerError> {
-    match options.get("timeout") {
-        None | Some(Value::Null) => Ok(0),
-        Some(Value::UInt(ms)) => Ok(*ms),
-        Some(_) => Err(DealerError::InvalidOption("timeout")),
+/// The CALL options the dealer acts on.
+struct CallOptions {
+    /// `timeout` in ms; 0 means none.
+    timeout_ms: u64,
+    receive_progress: bool,
+    disclose_me: bool,
+}
+
+impl CallOptions {
+    /// `timeout` absent, null or 0 means none; anything but a non-negative integer is an error.
+    fn parse(options: &Dict) -> Result<CallOptions, DealerError> {
+        let timeout_ms = match options.get("timeout") {
+            None | Some(Value::Null) => 0,
+            Some(Value::UInt(ms)) => *ms,
+            Some(_) => return Err(DealerError::InvalidOption("timeout")),
+        };
+        Ok(CallOptions {
+            timeout_ms,
+            receive_progress: option_flag(options, "receive_progress"),
+            disclose_me: option_flag(options, "disclose_me"),
+        })
     }
+}
+
+/// INVOCATION.Details: `procedure` for pattern registrations, `receive_progress`, caller
+/// disclosure and `timeout`.
+fn invocation_details(
+    options: &CallOptions,
+    caller: &SessionInfo,
+    pattern_match: Option<String>,
+    callee: Callee,
+    callee_progressive: bool,
+) -> Dict {
+    let mut details = Dict::new();
+    if let Some(procedure) = pattern_match {
+        details.insert("procedure".into(), Value::Str(procedure));
+    }
+    if options.receive_progress && callee_progressive {
+        details.insert("receive_progress".into(), Value::Bool(true));
+    }
+    if callee.disclose_caller || options.disclose_me {
+        details.insert("caller".into(), Value::UInt(caller.id.get()));
+        details.insert("caller_authid".into(), caller.authid.clone().into());
+        details.insert("caller_authrole".into(), caller.authrole.clone().into());
+    }
+    if options.timeout_ms > 0 {
+        details.insert("timeout".into(), Value::UInt(options.timeout_ms));
+    }
+    details
 }
 
 impl Dealer {
@@ -73,7 +115,7 @@ impl Dealer {
         if !is_valid_uri(&procedure) {
             return Err(DealerError::InvalidUri);
         }
-        let timeout_ms = call_timeout(options)?;
+        let options = CallOptions::parse(options)?;
         let call = CallKey {
             caller: caller.id,
             request,
@@ -81,49 +123,29 @@ impl Dealer {
         if self.calls.contains_key(&call) {
             return Err(DealerError::RequestInUse);
         }
-        let id = self
-            .registry
-            .best_match(&procedure)
-            .ok_or(DealerError::NoSuchProcedure)?;
-        let (registration, callee) = self
-            .registry
-            .pick_callee(id)
+        let id = self.registry.best_match(&procedure);
+        let (registration, callee) = id
+            .and_then(|id| self.registry.pick_callee(id))
             .ok_or(DealerError::NoSuchProcedure)?;
         let state = self
             .callees
             .get_mut(&callee.session)
             .ok_or(DealerError::NoSuchProcedure)?;
-
-        let caller_wants_progress = option_flag(options, "receive_progress");
-        let mut details = Dict::new();
-        if registration.policy != MatchPolicy::Exact {
-            details.insert("procedure".into(), Value::Str(procedure));
-        }
-        if caller_wants_progress && state.progressive_results {
-            details.insert("receive_progress".into(), Value::Bool(true));
-        }
-        if callee.disclose_caller || option_flag(options, "disclose_me") {
-            details.insert("caller".into(), Value::UInt(caller.id.get()));
-            details.insert("caller_authid".into(), caller.authid.clone().into());
-            details.insert("caller_authrole".into(), caller.authrole.clone().into());
-        }
-        if timeout_ms > 0 {
-            details.insert("timeout".into(), Value::UInt(timeout_ms));
-        }
-
+        let pattern_match = (registration.policy != MatchPolicy::Exact).then_some(procedure);
+        let details = invocation_details(
+            &options,
+            caller,
+            pattern_match,
+            callee,
+            state.progressive_results,
+        );
         let key = InvocationKey {
             callee: callee.session,
             request: state.invocation_ids.next_id(),
         };
-        let deadline = (timeout_ms > 0 && !callee.forward_timeout)
-            .then(|| now.instant + Duration::from_millis(timeout_ms));
-        let invocation = Invocation {
-            call,
-            caller_wants_progress,
-            callee_cancels: state.call_canceling,
-            deadline,
-            kill_sent: false,
-        };
+        let timeout = Duration::from_millis(options.timeout_ms);
+        let deadline =
+            (options.timeout_ms > 0 && !callee.forward_timeout).then(|| now.instant + timeout);
         out.send(
             key.callee,
             Message::Invocation {
@@ -133,19 +155,27 @@ impl Dealer {
                 payload,
             },
         );
-        if let Some(deadline) = deadline {
+        let invocation = Invocation {
+            call,
+            caller_wants_progress: options.receive_progress,
+            callee_cancels: state.call_canceling,
+            deadline,
+            kill_sent: false,
+        };
+        self.track(key, invocation);
+        Ok(())
+    }
+
+    /// Indexes a new invocation by callee, by caller and by deadline.
+    fn track(&mut self, key: InvocationKey, invocation: Invocation) {
+        // Still pending after its request id wrapped around means the callee never answered
+        // 2^53 invocations; drop the old one so the indexes stay consistent.
+        self.forget(key);
+        if let Some(deadline) = invocation.deadline {
             self.deadlines.insert((deadline, key));
         }
-        // A wrapped-around request id still pending would be a callee that never answers
-        // 2^53 invocations; replacing it keeps the indexes consistent.
-        if let Some(stale) = self.invocations.insert(key, invocation) {
-            self.calls.remove(&stale.call);
-            if let Some(deadline) = stale.deadline {
-                self.deadlines.remove(&(deadline, key));
-            }
-        }
-        self.calls.insert(call, key);
-        Ok(())
+        self.calls.insert(invocation.call, key);
+        self.invocations.insert(key, invocation);
     }
 
     /// YIELD: a result for the caller. Returns false when no invocation was pending for it (a
@@ -269,7 +299,7 @@ impl Dealer {
                 invocation.call.request,
                 TIMEOUT,
             );
-            if invocation.callee_cancels {
+            if invocation.may_interrupt() {
                 interrupt(out, key, "killnowait");
             }
         }

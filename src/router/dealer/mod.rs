@@ -10,7 +10,8 @@
 //!   is treated as the default. A callee without `call_canceling` always gets `skip`.
 //! * After `kill`, the call stays open: the callee's ERROR (or a RESULT that raced the
 //!   INTERRUPT) reaches the caller. A later `skip`/`killnowait` CANCEL ends it at once without a
-//!   second INTERRUPT; a second `kill` is ignored.
+//!   second INTERRUPT; a second `kill` is ignored. Timeout and caller leave do not send a
+//!   second INTERRUPT either.
 //! * Progressive YIELDs reach the caller only if it set `CALL.Options.receive_progress`; others
 //!   are dropped and the call stays open for the final YIELD.
 //! * A callee supports progressive results only with `call_canceling` too (spec rule), so only
@@ -94,6 +95,14 @@ struct Invocation {
     kill_sent: bool,
 }
 
+impl Invocation {
+    /// Whether a `killnowait` INTERRUPT should go out when the dealer gives up on this call:
+    /// the callee supports canceling and has not already been sent a `kill`.
+    fn may_interrupt(&self) -> bool {
+        self.callee_cancels && !self.kill_sent
+    }
+}
+
 /// What the dealer remembers about a session that registered something.
 #[derive(Debug)]
 struct CalleeSession {
@@ -103,6 +112,19 @@ struct CalleeSession {
     /// `progressive_call_results` and `call_canceling` both announced.
     progressive_results: bool,
     registrations: HashSet<Id>,
+}
+
+impl CalleeSession {
+    fn new(info: &SessionInfo) -> CalleeSession {
+        let call_canceling = info.supports("callee", "call_canceling");
+        CalleeSession {
+            invocation_ids: IdSequence::default(),
+            call_canceling,
+            progressive_results: call_canceling
+                && info.supports("callee", "progressive_call_results"),
+            registrations: HashSet::new(),
+        }
+    }
 }
 
 /// The RPC routing state of one realm.
@@ -191,47 +213,22 @@ impl Dealer {
             forward_timeout: option_flag(options, "forward_timeout"),
         };
         let session = info.id;
-        let id = match self.registry.lookup(procedure, policy) {
-            Some(id) => {
-                let existing = self
-                    .registry
-                    .get(id)
-                    .ok_or(DealerError::NoSuchRegistration)?;
-                if existing.invoke == InvokePolicy::Single
-                    || existing.invoke != invoke
-                    || existing.has_callee(session)
-                {
-                    return Err(DealerError::ProcedureAlreadyExists);
-                }
-                self.registry.join(id, callee);
-                id
-            }
-            None => {
-                let id = self
-                    .registry
-                    .create(procedure, policy, invoke, now.iso8601(), callee);
-                if let Some(registration) = self.registry.get(id) {
-                    let details = registration.details();
-                    out.meta(MetaEvent::RegistrationCreated { session, details });
-                }
-                id
-            }
-        };
+        let (id, created) = self
+            .registry
+            .add(procedure, policy, invoke, now.iso8601(), callee)
+            .ok_or(DealerError::ProcedureAlreadyExists)?;
+        if let Some(registration) = self.registry.get(id).filter(|_| created) {
+            let details = registration.details();
+            out.meta(MetaEvent::RegistrationCreated { session, details });
+        }
         out.meta(MetaEvent::RegistrationAdded {
             session,
             registration: id,
         });
-        let canceling = info.supports("callee", "call_canceling");
         let state = self
             .callees
             .entry(session)
-            .or_insert_with(|| CalleeSession {
-                invocation_ids: IdSequence::default(),
-                call_canceling: canceling,
-                progressive_results: canceling
-                    && info.supports("callee", "progressive_call_results"),
-                registrations: HashSet::new(),
-            });
+            .or_insert_with(|| CalleeSession::new(info));
         state.registrations.insert(id);
         tracing::debug!(session = %session, registration = %id, procedure, "registered");
         Ok(id)
@@ -291,12 +288,13 @@ impl Dealer {
                 self.remove_callee(session, registration, out);
             }
         }
-        let gone: Vec<InvocationKey> = self
+        let mut gone: Vec<InvocationKey> = self
             .invocations
             .iter()
             .filter(|(key, inv)| key.callee == session || inv.call.caller == session)
             .map(|(key, _)| *key)
             .collect();
+        gone.sort_unstable();
         for key in gone {
             let Some(invocation) = self.forget(key) else {
                 continue;
@@ -305,7 +303,7 @@ impl Dealer {
             if key.callee == session && caller != session {
                 let canceled = crate::wamp::uri::reason::CANCELED;
                 out.error(caller, code::CALL, invocation.call.request, canceled);
-            } else if key.callee != session && invocation.callee_cancels {
+            } else if key.callee != session && invocation.may_interrupt() {
                 interrupt(out, key, "killnowait");
             }
         }

@@ -79,7 +79,7 @@ impl Registration {
         }
     }
 
-    pub fn has_callee(&self, session: SessionId) -> bool {
+    fn has_callee(&self, session: SessionId) -> bool {
         self.callees.iter().any(|c| c.session == session)
     }
 
@@ -166,8 +166,33 @@ impl Registry {
         map.get(uri).copied()
     }
 
-    /// Creates a registration with its first callee and returns its id.
-    pub fn create(
+    /// Adds `callee` to the registration for (`uri`, `policy`), creating it if there is none.
+    /// Returns the id and whether it was created, or `None` when the procedure exists and
+    /// cannot take this callee: its policy is `single`, differs from `invoke`, or the session
+    /// is already one of its callees.
+    pub fn add(
+        &mut self,
+        uri: &str,
+        policy: MatchPolicy,
+        invoke: InvokePolicy,
+        created: String,
+        callee: Callee,
+    ) -> Option<(Id, bool)> {
+        let Some(id) = self.lookup(uri, policy) else {
+            return Some((self.create(uri, policy, invoke, created, callee), true));
+        };
+        let existing = self.by_id.get_mut(&id)?;
+        if existing.invoke == InvokePolicy::Single
+            || existing.invoke != invoke
+            || existing.has_callee(callee.session)
+        {
+            return None;
+        }
+        existing.callees.push(callee);
+        Some((id, false))
+    }
+
+    fn create(
         &mut self,
         uri: &str,
         policy: MatchPolicy,
@@ -179,20 +204,7 @@ impl Registry {
         while self.by_id.contains_key(&id) {
             id = self.ids.next_id();
         }
-        match policy {
-            MatchPolicy::Exact => {
-                self.exact.insert(uri.to_owned(), id);
-            }
-            MatchPolicy::Prefix => {
-                self.prefix.insert(uri.to_owned(), id);
-                *self.prefix_lengths.entry(uri.len()).or_default() += 1;
-            }
-            MatchPolicy::Wildcard => {
-                self.wildcard.insert(uri.to_owned(), id);
-                let group = self.wildcard_by_components.entry(component_count(uri));
-                group.or_default().push(id);
-            }
-        }
+        self.index(uri, policy, id);
         let registration = Registration {
             id,
             uri: uri.to_owned(),
@@ -206,10 +218,20 @@ impl Registry {
         id
     }
 
-    /// Adds another callee to an existing shared registration.
-    pub fn join(&mut self, id: Id, callee: Callee) {
-        if let Some(registration) = self.by_id.get_mut(&id) {
-            registration.callees.push(callee);
+    fn index(&mut self, uri: &str, policy: MatchPolicy, id: Id) {
+        match policy {
+            MatchPolicy::Exact => {
+                self.exact.insert(uri.to_owned(), id);
+            }
+            MatchPolicy::Prefix => {
+                self.prefix.insert(uri.to_owned(), id);
+                *self.prefix_lengths.entry(uri.len()).or_default() += 1;
+            }
+            MatchPolicy::Wildcard => {
+                self.wildcard.insert(uri.to_owned(), id);
+                let group = self.wildcard_by_components.entry(component_count(uri));
+                group.or_default().push(id);
+            }
         }
     }
 

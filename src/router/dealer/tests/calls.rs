@@ -51,8 +51,8 @@ fn invocation_ids_are_sequential_per_callee() {
     // The sequence survives unregistering and registering again.
     let reg = f.dealer.registration_match("com.a").unwrap();
     f.dealer.handle_unregister(id(1), id(2), reg, &mut f.out);
-    f.registered(&plain(1), Dict::new(), "com.a");
     f.sent();
+    f.registered(&plain(1), Dict::new(), "com.a");
     let (_, request, _) = f.invoked(&plain(3), 13, Dict::new(), "com.a");
     assert_eq!(request.get(), 3);
 }
@@ -87,21 +87,29 @@ fn bad_uri_and_missing_procedure() {
 fn precedence_exact_then_longest_prefix_then_wildcard() {
     let mut f = Fixture::new();
     let prefix = dict! { "match" => "prefix" };
+    let wildcard = dict! { "match" => "wildcard" };
     let exact = f.registered(&plain(1), Dict::new(), "a1.b2.c3.d4.e55");
     let short = f.registered(&plain(1), prefix.clone(), "a1.b2.c3");
     let long = f.registered(&plain(1), prefix, "a1.b2.c3.d4");
-    let wild = f.registered(&plain(1), dict! { "match" => "wildcard" }, "a1.b2.c3.d4.");
+    f.registered(&plain(1), wildcard.clone(), "a1.b2.c3.d4.");
+    let wild = f.registered(&plain(1), wildcard, "x..z");
+    f.registered(&plain(1), Dict::new(), "x.y.z");
     let m = |uri| f.dealer.registration_match(uri);
     assert_eq!(m("a1.b2.c3.d4.e55"), Some(exact));
     assert_eq!(m("a1.b2.c3.d98.e74"), Some(short));
-    assert_eq!(m("a1.b2.c3.d4.e325"), Some(long));
+    assert_eq!(
+        m("a1.b2.c3.d4.e325"),
+        Some(long),
+        "longest prefix beats wildcard"
+    );
     assert_eq!(
         m("a1.b2.c3.d4x"),
         Some(long),
         "prefixes match on characters"
     );
     assert_eq!(m("a1.b2.c3"), Some(short));
-    let _ = wild;
+    assert_eq!(m("x.q.z"), Some(wild));
+    assert_ne!(m("x.y.z"), Some(wild), "exact beats wildcard");
 }
 
 #[test]
@@ -263,12 +271,7 @@ fn pending_request_id_cannot_be_reused() {
 fn targets(f: &mut Fixture, uri: &str, n: u64) -> Vec<u64> {
     (1..=n)
         .map(|req| {
-            let (callee, inv, _) = f.invoked(
-                &plain(9),
-                req + 100 * f.dealer.pending_invocations() as u64,
-                Dict::new(),
-                uri,
-            );
+            let (callee, inv, _) = f.invoked(&plain(9), req, Dict::new(), uri);
             assert!(f.yield_(callee, inv, Dict::new(), Payload::default()));
             f.sent();
             callee

@@ -135,10 +135,8 @@ fn callee_leaving_cancels_its_calls() {
     f.invoked(&plain(3), 8, Dict::new(), "com.a");
     f.invoked(&plain(1), 9, Dict::new(), "com.a"); // calling itself
     f.dealer.handle_session_leave(id(1), &mut f.out);
-    let mut sent = f.sent();
-    sent.sort_by_key(|(to, _)| *to);
     assert_eq!(
-        sent,
+        f.sent(),
         vec![
             error(2, code::CALL, 5, reason::CANCELED),
             error(3, code::CALL, 8, reason::CANCELED)
@@ -153,4 +151,36 @@ fn callee_leaving_cancels_its_calls() {
         f.sent(),
         vec![refused(2, code::CALL, 10, reason::NO_SUCH_PROCEDURE, text)]
     );
+}
+
+#[test]
+fn timeout_while_kill_is_pending_answers_caller_only() {
+    let (mut f, inv) = pending(CANCELING);
+    f.cancel(2, 5, Some("kill"));
+    f.sent();
+    f.dealer.handle_timeout(&f.at(1000), &mut f.out);
+    assert_eq!(
+        f.sent(),
+        vec![error(2, code::CALL, 5, reason::TIMEOUT)],
+        "no second INTERRUPT"
+    );
+    let late = f.dealer.handle_invocation_error(
+        id(1),
+        inv,
+        Dict::new(),
+        reason::CANCELED.into(),
+        Payload::default(),
+        &mut f.out,
+    );
+    assert!(!late);
+}
+
+#[test]
+fn caller_leaving_after_kill_sends_no_second_interrupt() {
+    let (mut f, inv) = pending(CANCELING);
+    f.cancel(2, 5, Some("kill"));
+    assert_eq!(f.sent(), vec![interrupt(1, inv, "kill")]);
+    f.dealer.handle_session_leave(id(2), &mut f.out);
+    assert!(f.sent().is_empty());
+    assert_eq!(f.dealer.pending_invocations(), 0);
 }

@@ -300,3 +300,21 @@ fn callee_leave_removes_its_registrations() {
     assert_eq!(f.dealer.registration_callees(both), Some(vec![id(2)]));
     assert_eq!(f.dealer.registration_match("com.own"), None);
 }
+
+#[test]
+fn prefix_matching_edge_cases() {
+    let mut f = Fixture::new();
+    let prefix = dict! { "match" => "prefix" };
+    let everything = f.registered(&plain(1), prefix.clone(), "");
+    let accented = f.registered(&plain(1), prefix, "com.caf\u{e9}");
+    assert_eq!(f.dealer.registration_match("org.any"), Some(everything));
+    assert_eq!(
+        f.dealer.registration_match("com.caf\u{e9}.x"),
+        Some(accented)
+    );
+    // A byte length that falls inside a multi-byte character is skipped, not a panic.
+    assert_eq!(
+        f.dealer.registration_match("com.caf\u{e8}"),
+        Some(everything)
+    );
+}

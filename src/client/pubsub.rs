@@ -1,0 +1,86 @@
+//! Subscriptions and the events they receive.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::command::{Command, Link, SubscriptionParts};
+use super::error::ClientError;
+use crate::wamp::{Dict, Id, Payload};
+
+/// One EVENT, as a subscriber sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub publication: Id,
+    /// EVENT details: `topic` for pattern subscriptions, `publisher` when disclosed, …
+    pub details: Dict,
+    pub payload: Payload,
+}
+
+/// A live subscription: a stream of events, in the order the router sent them.
+///
+/// Its queue holds [`crate::client::ClientConfig::queue_capacity`] events; when it is full the
+/// session stops reading the socket until this subscription takes one (see the module docs).
+/// Dropping it unsubscribes (without waiting for the router's answer).
+pub struct Subscription {
+    id: Id,
+    local: u64,
+    events: mpsc::Receiver<Event>,
+    link: Arc<Link>,
+    /// Set once `unsubscribe` has sent its own command, so `Drop` does not.
+    done: bool,
+}
+
+impl Subscription {
+    pub(super) fn new(parts: SubscriptionParts, link: Arc<Link>) -> Self {
+        Subscription {
+            id: parts.id,
+            local: parts.local,
+            events: parts.events,
+            link,
+            done: false,
+        }
+    }
+
+    /// The router's subscription id.
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    /// The next event; `None` once the subscription is revoked by the router or the session
+    /// has ended.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// Unsubscribes and waits for the router's UNSUBSCRIBED. Events already queued are lost.
+    pub async fn unsubscribe(mut self) -> Result<(), ClientError> {
+        self.done = true;
+        let (subscription, local) = (self.id, self.local);
+        self.link
+            .request(|reply| Command::Unsubscribe {
+                subscription,
+                local,
+                reply: Some(reply),
+            })
+            .await
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if !self.done {
+            self.link.send_from_drop(Command::Unsubscribe {
+                subscription: self.id,
+                local: self.local,
+                reply: None,
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").field("id", &self.id).finish()
+    }
+}
