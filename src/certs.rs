@@ -39,6 +39,8 @@ pub enum CertsError {
     },
     #[error("{}: not a PEM certificate", path.display())]
     BadPem { path: PathBuf },
+    #[error("{}: not a PEM private key", path.display())]
+    BadKey { path: PathBuf },
     #[error("cannot generate a certificate: {0}")]
     Generate(#[from] rcgen::Error),
 }
@@ -168,10 +170,9 @@ fn load_ca(
             source,
         })
     };
-    let key_pair =
-        rcgen::KeyPair::from_pem(&read(key_path)?).map_err(|_| CertsError::ForeignCa {
-            dir: dir.to_owned(),
-        })?;
+    let key_pair = rcgen::KeyPair::from_pem(&read(key_path)?).map_err(|_| CertsError::BadKey {
+        path: key_path.to_owned(),
+    })?;
     let cert = ca_params().self_signed(&key_pair)?;
     let on_disk = rustls_pemfile::certs(&mut read(cert_path)?.as_bytes())
         .next()

@@ -49,9 +49,10 @@ impl Node {
         let realms = RealmRegistry::default();
         let realm_tasks = TaskTracker::new();
         let realm_cancel = CancellationToken::new();
+        let epoch = crate::router::Now::read().unix_ms;
         for realm in &config.realm {
             let handle = spawn_realm(
-                Realm::new(&realm.name, Authorizer::from_config(realm)),
+                Realm::on_node(&realm.name, Authorizer::from_config(realm), &config.node.id, epoch),
                 config.limits.slow_consumer,
                 &realm_tasks,
                 realm_cancel.clone(),

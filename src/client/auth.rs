@@ -56,7 +56,9 @@ fn wampcra_signature(secret: &str, extra: &Dict) -> Result<String, ClientError> 
     let challenge = extra
         .get("challenge")
         .and_then(Value::as_str)
-        .ok_or_else(|| ClientError::Protocol("wampcra CHALLENGE without a challenge string".into()))?;
+        .ok_or_else(|| {
+            ClientError::Protocol("wampcra CHALLENGE without a challenge string".into())
+        })?;
     let Some(salt) = extra.get("salt") else {
         return Ok(compute_signature(secret.as_bytes(), challenge));
     };
@@ -120,7 +122,10 @@ mod tests {
             ticket: "secret!!!".into(),
         };
         assert!(answer_challenge(&ticket, "wampcra", &Dict::new()).is_err());
-        assert_eq!(answer_challenge(&ticket, "ticket", &Dict::new()).unwrap(), "secret!!!");
+        assert_eq!(
+            answer_challenge(&ticket, "ticket", &Dict::new()).unwrap(),
+            "secret!!!"
+        );
         let cra = ClientAuth::WampCra {
             authid: "p".into(),
             secret: "s".into(),

@@ -107,7 +107,9 @@ enum Phase {
         deadline: Pin<Box<Sleep>>,
     },
     /// Writing the last frames; then the task ends with `Connection::close_reason`.
-    Flushing { deadline: Pin<Box<Sleep>> },
+    Flushing {
+        deadline: Pin<Box<Sleep>>,
+    },
 }
 
 /// The connection task's state. Sole owner of the stream and of the session state.

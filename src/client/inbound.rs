@@ -21,8 +21,14 @@ pub(super) enum Inbound {
     /// Stop reading the socket until this delivery completes.
     Park(Parked),
     /// The router said GOODBYE (or answered ours).
-    Goodbye { reason: String, details: Dict },
-    Abort { reason: String, details: Dict },
+    Goodbye {
+        reason: String,
+        details: Dict,
+    },
+    Abort {
+        reason: String,
+        details: Dict,
+    },
     /// The router broke the protocol: ABORT and close.
     Violation(String),
 }
@@ -132,7 +138,10 @@ impl SessionState {
             }
             Message::Interrupt { request, options } => {
                 if let Some(signal) = self.invocations.get(&request) {
-                    let mode = options.get("mode").and_then(Value::as_str).unwrap_or("kill");
+                    let mode = options
+                        .get("mode")
+                        .and_then(Value::as_str)
+                        .unwrap_or("kill");
                     signal.interrupt(mode.to_owned());
                 }
                 Inbound::Handled

@@ -176,7 +176,10 @@ async fn next_frame<S: AsyncRead + Unpin>(
     }
 }
 
-async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut FrameWriter) -> std::io::Result<()> {
+async fn flush<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut FrameWriter,
+) -> std::io::Result<()> {
     if !out.is_empty() {
         stream.write_all(out.bytes()).await?;
         out.consume(out.len());

@@ -185,7 +185,10 @@ impl Invocation {
 
     /// Whether the caller asked for progressive results.
     pub fn receive_progress(&self) -> bool {
-        self.details.get("receive_progress").and_then(Value::as_bool) == Some(true)
+        self.details
+            .get("receive_progress")
+            .and_then(Value::as_bool)
+            == Some(true)
     }
 
     /// Sends a progressive result (YIELD with `progress: true`).
@@ -262,6 +265,8 @@ impl std::fmt::Debug for Invocation {
 
 impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registration").field("id", &self.id).finish()
+        f.debug_struct("Registration")
+            .field("id", &self.id)
+            .finish()
     }
 }

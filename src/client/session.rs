@@ -59,7 +59,8 @@ impl Session {
             cleanup,
             state,
         );
-        let span = tracing::debug_span!("wamp_client", session = %joined.session, realm = %config.realm);
+        let span =
+            tracing::debug_span!("wamp_client", session = %joined.session, realm = %config.realm);
         span.in_scope(|| tracing::debug!(serializer = config.serializer.name(), "joined"));
         // The task ends with the session (see the module docs), so it needs no tracker.
         tokio::spawn(connection.run(closed_tx).instrument(span));
@@ -207,7 +208,11 @@ impl Session {
 
     /// Registers; `options` may carry `match`, `invoke` (shared registration),
     /// `disclose_caller`, …
-    pub async fn register(&self, procedure: &str, options: Dict) -> Result<Registration, ClientError> {
+    pub async fn register(
+        &self,
+        procedure: &str,
+        options: Dict,
+    ) -> Result<Registration, ClientError> {
         let procedure = procedure.to_owned();
         let parts = self
             .link()
@@ -249,6 +254,8 @@ impl Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("id", &self.shared.id).finish()
+        f.debug_struct("Session")
+            .field("id", &self.shared.id)
+            .finish()
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::command::{
-    CallEvent, CallReply, Command, InterruptSignal, Link, Reply, RegistrationParts,
+    CallEvent, CallReply, Command, InterruptSignal, Link, RegistrationParts, Reply,
     SubscriptionParts,
 };
 use super::connection::FrameWriter;
@@ -353,7 +353,12 @@ impl SessionState {
 pub(super) const UNANSWERED: &str = "wamp.error.runtime_error";
 
 /// Sends ERROR for an INVOCATION (small enough that it cannot fail for size).
-pub(super) fn invocation_error(out: &mut FrameWriter, request: Id, error: String, payload: Payload) {
+pub(super) fn invocation_error(
+    out: &mut FrameWriter,
+    request: Id,
+    error: String,
+    payload: Payload,
+) {
     let message = Message::Error {
         request_type: code::INVOCATION,
         request,

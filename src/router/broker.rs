@@ -19,9 +19,12 @@ struct Subscription {
     subscribers: HashSet<SessionId>,
 }
 
-/// Who published, as far as the broker needs to know.
-pub struct Publisher<'a> {
-    pub session: Option<&'a SessionInfo>,
+/// A publication relayed from another node: its mesh-wide id and its original publisher.
+#[derive(Debug, Clone, Default)]
+pub struct Relay {
+    pub publication: Option<Id>,
+    /// `{publisher, publisher_authid, publisher_authrole}` as disclosed at the origin.
+    pub disclosed: Option<Dict>,
 }
 
 /// Subscriptions and fan-out.
@@ -137,7 +140,10 @@ impl Broker {
         true
     }
 
-    /// PUBLISH from a client session. `sessions` resolves authid/authrole for black/white lists.
+    /// PUBLISH from a session. `sessions` resolves authid/authrole for black/white lists;
+    /// `relay` is set for publications forwarded by a router link (whose session is always
+    /// excluded). Returns the publication id, `None` if refused.
+    #[allow(clippy::too_many_arguments)]
     pub fn handle_publish(
         &mut self,
         publisher: &SessionInfo,
@@ -145,29 +151,38 @@ impl Broker {
         options: &Dict,
         topic: &str,
         payload: Payload,
+        relay: Option<Relay>,
         sessions: &HashMap<SessionId, SessionInfo>,
         out: &mut Outbox,
-    ) {
+    ) -> Option<Id> {
         let acknowledge = options.get("acknowledge").and_then(Value::as_bool).unwrap_or(false);
         if !uri::is_valid_uri(topic) {
             if acknowledge {
                 out.error(publisher.id, code::PUBLISH, request, reason::INVALID_URI);
             }
-            return;
+            return None;
         }
-        let publication = Id::random();
+        let relay = relay.unwrap_or_default();
+        let relayed = relay.disclosed.is_some() || relay.publication.is_some();
+        let publication = relay.publication.unwrap_or_else(Id::random);
         let mut details = Dict::new();
         if options.get("disclose_me").and_then(Value::as_bool).unwrap_or(false) {
-            details.insert("publisher".into(), publisher.id.get().into());
-            details.insert("publisher_authid".into(), publisher.authid.clone().into());
-            details.insert("publisher_authrole".into(), publisher.authrole.clone().into());
+            match relay.disclosed {
+                Some(disclosed) => details.extend(disclosed),
+                None => {
+                    details.insert("publisher".into(), publisher.id.get().into());
+                    details.insert("publisher_authid".into(), publisher.authid.clone().into());
+                    details.insert("publisher_authrole".into(), publisher.authrole.clone().into());
+                }
+            }
         }
-        let exclude_me = options.get("exclude_me").and_then(Value::as_bool).unwrap_or(true);
+        let exclude_me = relayed || options.get("exclude_me").and_then(Value::as_bool).unwrap_or(true);
         let filter = Filter::from_options(options, exclude_me.then_some(publisher.id));
         self.fan_out(topic, publication, details, &payload, &filter, sessions, out);
         if acknowledge {
             out.send(publisher.id, Message::Published { request, publication });
         }
+        Some(publication)
     }
 
     /// A publication the router itself makes (meta events).
@@ -229,6 +244,17 @@ impl Broker {
                 .map(|(_, id)| *id),
         );
         found
+    }
+
+    /// Subscriptions with at least one subscriber for which `is_link` is false, as mesh
+    /// interest (router-internal `wamp.` and `wampmesh.` topics are never advertised).
+    pub fn local_interest(&self, is_link: impl Fn(SessionId) -> bool) -> Vec<crate::router::mesh::Interest> {
+        self.subscriptions
+            .values()
+            .filter(|s| !s.uri.starts_with("wamp.") && !s.uri.starts_with("wampmesh."))
+            .filter(|s| s.subscribers.iter().any(|m| !is_link(*m)))
+            .map(|s| crate::router::mesh::Interest { uri: s.uri.clone(), policy: s.policy, invoke: None })
+            .collect()
     }
 
     // ---- meta API queries ----

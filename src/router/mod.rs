@@ -5,8 +5,10 @@ pub mod auth;
 pub mod authorize;
 pub mod broker;
 pub mod dealer;
+pub mod mesh;
 pub mod meta;
 pub mod realm;
+mod realm_links;
 pub mod task;
 pub mod types;
 

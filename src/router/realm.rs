@@ -1,7 +1,7 @@
 //! A realm as one synchronous state machine: joined sessions, authorization, the broker, the
 //! dealer and the meta API. The realm task (`router::task`) feeds it and delivers its outbox.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use crate::wamp::uri::reason;
@@ -10,6 +10,7 @@ use crate::wamp::{code, Message, Payload, SessionId, Value};
 use super::authorize::{Action, Authorizer};
 use super::broker::Broker;
 use super::dealer::Dealer;
+use super::mesh::{Interest, Mesh, LINK_ROLE};
 use super::meta;
 use super::types::{MetaEvent, Now, Outbox, SessionInfo};
 
@@ -39,16 +40,29 @@ pub struct Realm {
     pub(super) sessions: HashMap<SessionId, SessionInfo>,
     pub(super) broker: Broker,
     pub(super) dealer: Dealer,
+    /// Interest routing across router links.
+    pub(super) mesh: Mesh,
+    /// The proxy subscriptions/registrations each link session holds for routed interest.
+    pub(super) proxies: HashMap<SessionId, BTreeSet<Interest>>,
 }
 
 impl Realm {
+    /// A realm on a node that is not linked to others.
     pub fn new(name: &str, authorizer: Authorizer) -> Realm {
+        Realm::on_node(name, authorizer, "local", 0)
+    }
+
+    /// A realm on node `node`; `epoch` must grow across node restarts (start time in ms).
+    pub fn on_node(name: &str, mut authorizer: Authorizer, node: &str, epoch: u64) -> Realm {
+        authorizer.grant_all(LINK_ROLE);
         Realm {
             name: name.to_owned(),
             authorizer,
             sessions: HashMap::new(),
             broker: Broker::new(),
             dealer: Dealer::new(),
+            mesh: Mesh::new(node, epoch),
+            proxies: HashMap::new(),
         }
     }
 
@@ -64,6 +78,9 @@ impl Realm {
             return Err(JoinError::DuplicateSession);
         }
         let details = info.meta_details();
+        if info.authrole == LINK_ROLE {
+            self.mesh.add_neighbor(info.id, &info.authid);
+        }
         self.sessions.insert(info.id, info);
         self.broker.publish_internal("wamp.session.on_join", Payload::args(vec![details.into()]), out);
         Ok(())
@@ -75,7 +92,13 @@ impl Realm {
         let first_meta = out.meta.len();
         self.dealer.handle_session_leave(session, out);
         self.broker.handle_session_leave(session, out);
-        self.publish_meta(first_meta, out);
+        if self.mesh.is_neighbor(session) {
+            self.proxies.remove(&session);
+            let notices = self.mesh.remove_neighbor(session);
+            self.send_channel(notices, out);
+            self.sync_proxies(out);
+        }
+        self.after_change(first_meta, out);
         let args = vec![session.get().into(), info.authid.into(), info.authrole.into()];
         self.broker.publish_internal("wamp.session.on_leave", Payload::args(args), out);
     }
@@ -83,11 +106,21 @@ impl Realm {
     /// A message from an established session. The session layer has already rejected the
     /// message types a client may not send.
     pub fn handle(&mut self, session: SessionId, message: Message, now: &Now, out: &mut Outbox) {
-        let Some(info) = self.sessions.get(&session) else { return };
+        if !self.sessions.contains_key(&session) {
+            return;
+        }
         let first_meta = out.meta.len();
+        let message = match self.mesh.is_neighbor(session) {
+            true => match self.handle_link_message(session, message, now, out) {
+                Some(message) => message,
+                None => return self.after_change(first_meta, out),
+            },
+            false => message,
+        };
+        let Some(info) = self.sessions.get(&session) else { return };
         match message {
             Message::Publish { request, options, topic, payload } => {
-                if topic.starts_with("wamp.") {
+                if topic.starts_with("wamp.") || topic.starts_with("wampmesh.") {
                     if options.get("acknowledge").and_then(Value::as_bool) == Some(true) {
                         out.error(session, code::PUBLISH, request, reason::INVALID_URI);
                     }
@@ -96,7 +129,8 @@ impl Realm {
                         out.error(session, code::PUBLISH, request, reason::NOT_AUTHORIZED);
                     }
                 } else {
-                    self.broker.handle_publish(info, request, &options, &topic, payload, &self.sessions, out);
+                    let info = info.clone();
+                    self.publish(&info, request, &options, &topic, payload, None, out);
                 }
             }
             Message::Subscribe { request, options, topic } => {
@@ -110,7 +144,7 @@ impl Realm {
                 self.broker.handle_unsubscribe(session, request, subscription, out)
             }
             Message::Register { request, options, procedure } => {
-                if procedure.starts_with("wamp.") {
+                if procedure.starts_with("wamp.") || procedure.starts_with("wampmesh.") {
                     out.error(session, code::REGISTER, request, reason::INVALID_URI);
                 } else if self.authorizer.allows(&info.authrole, Action::Register, &procedure) {
                     self.dealer.handle_register(info, request, &options, &procedure, now, out);
@@ -128,7 +162,7 @@ impl Realm {
                     out.send(session, meta::reply(request, answer));
                 } else {
                     let info = info.clone();
-                    self.dealer.handle_call(&info, request, options, procedure, payload, now, out);
+                    self.call(&info, request, options, procedure, payload, None, now, out);
                 }
             }
             Message::Cancel { request, options } => self.dealer.handle_cancel(session, request, &options, out),
@@ -140,7 +174,7 @@ impl Realm {
             }
             other => tracing::warn!(realm = %self.name, %session, message = other.name(), "unexpected message reached the realm"),
         }
-        self.publish_meta(first_meta, out);
+        self.after_change(first_meta, out);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -152,7 +186,7 @@ impl Realm {
     }
 
     /// Publishes the meta events raised since `first` on their `wamp.*` topics.
-    fn publish_meta(&mut self, first: usize, out: &mut Outbox) {
+    pub(super) fn publish_meta(&mut self, first: usize, out: &mut Outbox) {
         if out.meta.len() == first {
             return;
         }

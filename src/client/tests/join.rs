@@ -11,7 +11,9 @@ use crate::wamp::{Dict, Message, Serializer, Value};
 
 fn features(details: &Dict, role: &str) -> Vec<String> {
     let roles = details["roles"].as_dict().unwrap();
-    let features = roles[role].as_dict().unwrap()["features"].as_dict().unwrap();
+    let features = roles[role].as_dict().unwrap()["features"]
+        .as_dict()
+        .unwrap();
     assert!(features.values().all(|v| *v == Value::Bool(true)));
     features.keys().cloned().collect()
 }
@@ -168,7 +170,12 @@ async fn abort_during_join_is_an_aborted_error() {
 async fn challenge_for_another_method_is_refused_with_abort() {
     let error = join_with(ClientAuth::Anonymous, |mut router, _| async move {
         let method = "ticket".to_owned();
-        router.send(Message::Challenge { method, extra: Dict::new() }).await;
+        router
+            .send(Message::Challenge {
+                method,
+                extra: Dict::new(),
+            })
+            .await;
         match router.recv().await {
             Message::Abort { reason, .. } => assert_eq!(reason, "wamp.error.authentication_failed"),
             other => panic!("expected ABORT, got {other:?}"),
@@ -200,9 +207,14 @@ async fn refused_handshake_is_a_handshake_error() {
 #[tokio::test]
 async fn ping_during_join_is_answered() {
     let session = join_with(ClientAuth::Anonymous, |mut router, _| async move {
-        router.send_frame(FrameKind::Ping, Bytes::from_static(b"join")).await;
+        router
+            .send_frame(FrameKind::Ping, Bytes::from_static(b"join"))
+            .await;
         let pong = router.frame().await;
-        assert_eq!((pong.kind, &pong.payload[..]), (FrameKind::Pong, &b"join"[..]));
+        assert_eq!(
+            (pong.kind, &pong.payload[..]),
+            (FrameKind::Pong, &b"join"[..])
+        );
         let session = super::id(9);
         let details = welcome_details();
         router.send(Message::Welcome { session, details }).await;
@@ -222,13 +234,26 @@ async fn every_serializer_joins_and_calls() {
             let session = session.clone();
             async move { session.call("com.add", ints(&[1, 2]), Dict::new()).await }
         });
-        let Message::Call { request, payload, .. } = router.recv().await else {
+        let Message::Call {
+            request, payload, ..
+        } = router.recv().await
+        else {
             panic!("expected CALL")
         };
         assert_eq!(payload, ints(&[1, 2]));
         let details = Dict::new();
         let payload = ints(&[3]);
-        router.send(Message::Result { request, details, payload }).await;
-        assert_eq!(call.await.unwrap().unwrap().payload, ints(&[3]), "{serializer:?}");
+        router
+            .send(Message::Result {
+                request,
+                details,
+                payload,
+            })
+            .await;
+        assert_eq!(
+            call.await.unwrap().unwrap().payload,
+            ints(&[3]),
+            "{serializer:?}"
+        );
     }
 }

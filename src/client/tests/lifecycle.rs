@@ -18,7 +18,9 @@ use crate::wamp::{Dict, Message, Payload};
 #[tokio::test]
 async fn ping_is_answered_with_an_identical_pong() {
     let (_session, mut router) = joined().await;
-    router.send_frame(FrameKind::Ping, Bytes::from_static(b"are you there")).await;
+    router
+        .send_frame(FrameKind::Ping, Bytes::from_static(b"are you there"))
+        .await;
     let pong = router.frame().await;
     assert_eq!(pong.kind, FrameKind::Pong);
     assert_eq!(&pong.payload[..], b"are you there");
@@ -29,7 +31,11 @@ async fn router_goodbye_is_answered_and_fails_pending_requests() {
     let (session, mut router) = joined().await;
     let call = tokio::spawn({
         let session = session.clone();
-        async move { session.call("com.slow", Payload::default(), Dict::new()).await }
+        async move {
+            session
+                .call("com.slow", Payload::default(), Dict::new())
+                .await
+        }
     });
     assert!(matches!(router.recv().await, Message::Call { .. }));
     let details = dict! { "message" => "maintenance" };
@@ -49,7 +55,9 @@ async fn router_goodbye_is_answered_and_fails_pending_requests() {
         other => panic!("expected Goodbye, got {other:?}"),
     }
     assert!(session.is_closed());
-    let error = session.publish("com.t", Payload::default(), Dict::new()).await;
+    let error = session
+        .publish("com.t", Payload::default(), Dict::new())
+        .await;
     assert!(matches!(error, Err(ClientError::Closed)));
 }
 
@@ -65,7 +73,12 @@ async fn leave_says_goodbye_and_waits_for_the_reply() {
     };
     assert_eq!(reason, "wamp.close.normal");
     let reason = "wamp.close.goodbye_and_out".to_owned();
-    router.send(Message::Goodbye { details: Dict::new(), reason }).await;
+    router
+        .send(Message::Goodbye {
+            details: Dict::new(),
+            reason,
+        })
+        .await;
     leave.await.unwrap().unwrap();
     let closed = session.closed().await;
     assert_eq!(closed.reason(), "wamp.close.goodbye_and_out");
@@ -82,7 +95,12 @@ async fn dropping_every_handle_says_goodbye() {
     };
     assert_eq!(reason, "wamp.close.normal");
     let reason = "wamp.close.goodbye_and_out".to_owned();
-    router.send(Message::Goodbye { details: Dict::new(), reason }).await;
+    router
+        .send(Message::Goodbye {
+            details: Dict::new(),
+            reason,
+        })
+        .await;
     router.expect_eof().await;
 }
 
@@ -90,31 +108,50 @@ async fn dropping_every_handle_says_goodbye() {
 async fn transport_loss_and_abort_end_the_session() {
     let (session, router) = joined().await;
     drop(router);
-    assert!(matches!(session.closed().await, CloseReason::TransportLost { .. }));
+    assert!(matches!(
+        session.closed().await,
+        CloseReason::TransportLost { .. }
+    ));
     let call = session.call("com.x", Payload::default(), Dict::new()).await;
     assert!(matches!(call, Err(ClientError::Closed)));
 
     let (session, mut router) = joined().await;
     let reason = "wamp.close.killed".to_owned();
-    router.send(Message::Abort { details: Dict::new(), reason }).await;
+    router
+        .send(Message::Abort {
+            details: Dict::new(),
+            reason,
+        })
+        .await;
     assert_eq!(session.closed().await.reason(), "wamp.close.killed");
 }
 
 #[tokio::test]
 async fn garbage_and_unexpected_messages_are_protocol_violations() {
     let (session, mut router) = joined().await;
-    router.send_frame(FrameKind::Message, Bytes::from_static(b"{not json")).await;
+    router
+        .send_frame(FrameKind::Message, Bytes::from_static(b"{not json"))
+        .await;
     let Message::Abort { reason, .. } = router.recv().await else {
         panic!("expected ABORT")
     };
     assert_eq!(reason, "wamp.error.protocol_violation");
-    assert!(matches!(session.closed().await, CloseReason::ProtocolViolation { .. }));
+    assert!(matches!(
+        session.closed().await,
+        CloseReason::ProtocolViolation { .. }
+    ));
 
     let (session, mut router) = joined().await;
-    let hello = Message::Hello { realm: "realm1".into(), details: Dict::new() };
+    let hello = Message::Hello {
+        realm: "realm1".into(),
+        details: Dict::new(),
+    };
     router.send(hello).await;
     assert!(matches!(router.recv().await, Message::Abort { .. }));
-    assert!(matches!(session.closed().await, CloseReason::ProtocolViolation { .. }));
+    assert!(matches!(
+        session.closed().await,
+        CloseReason::ProtocolViolation { .. }
+    ));
 }
 
 /// A stream that counts `poll_write` calls that wrote something.
@@ -124,13 +161,21 @@ struct CountingStream {
 }
 
 impl AsyncRead for CountingStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for CountingStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let written = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
             self.writes.fetch_add(1, Ordering::Relaxed);
@@ -149,21 +194,31 @@ impl AsyncWrite for CountingStream {
 async fn queued_messages_leave_in_one_write() {
     let (client, server) = tokio::io::duplex(1 << 20);
     let writes = Arc::new(AtomicUsize::new(0));
-    let client = CountingStream { inner: client, writes: writes.clone() };
+    let client = CountingStream {
+        inner: client,
+        writes: writes.clone(),
+    };
     let router = async {
         let mut router = FakeRouter::accept(server).await;
         router.welcome(42).await;
         router
     };
-    let (session, mut router) = tokio::join!(Session::join(client, ClientConfig::new("realm1")), router);
+    let (session, mut router) =
+        tokio::join!(Session::join(client, ClientConfig::new("realm1")), router);
     let session = session.unwrap();
     let before = writes.load(Ordering::Relaxed);
     // On this single-threaded runtime the connection task cannot run until we yield.
     for n in 0..200u64 {
-        session.publish("com.burst", super::ints(&[n]), Dict::new()).await.unwrap();
+        session
+            .publish("com.burst", super::ints(&[n]), Dict::new())
+            .await
+            .unwrap();
     }
     for n in 0..200u64 {
-        let Message::Publish { request, payload, .. } = router.recv().await else {
+        let Message::Publish {
+            request, payload, ..
+        } = router.recv().await
+        else {
             panic!("expected PUBLISH")
         };
         assert_eq!((request.get(), payload), (n + 1, super::ints(&[n])));

@@ -69,7 +69,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FakeRouter<S> {
     }
 
     pub async fn frame(&mut self) -> Frame {
-        self.try_frame().await.expect("client closed the connection")
+        self.try_frame()
+            .await
+            .expect("client closed the connection")
     }
 
     /// The next WAMP message (PONGs are not expected here).
@@ -81,7 +83,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FakeRouter<S> {
 
     pub async fn send_frame(&mut self, kind: FrameKind, payload: Bytes) {
         let mut buf = BytesMut::new();
-        self.codec.encode(Frame { kind, payload }, &mut buf).unwrap();
+        self.codec
+            .encode(Frame { kind, payload }, &mut buf)
+            .unwrap();
         self.stream.write_all(&buf).await.unwrap();
     }
 

@@ -9,18 +9,31 @@ use crate::wamp::message::code;
 use crate::wamp::{Dict, Id, Message, Payload, Value};
 
 /// Subscribes to `topic`, playing the router's SUBSCRIBED with `subscription`.
-async fn subscribe(session: &Session, router: &mut FakeRouter, topic: &str, subscription: u64) -> Subscription {
+async fn subscribe(
+    session: &Session,
+    router: &mut FakeRouter,
+    topic: &str,
+    subscription: u64,
+) -> Subscription {
     let pending = {
         let session = session.clone();
         let topic = topic.to_owned();
         tokio::spawn(async move { session.subscribe(&topic, Dict::new()).await })
     };
-    let Message::Subscribe { request, topic: t, .. } = router.recv().await else {
+    let Message::Subscribe {
+        request, topic: t, ..
+    } = router.recv().await
+    else {
         panic!("expected SUBSCRIBE")
     };
     assert_eq!(t, topic);
     let subscription = id(subscription);
-    router.send(Message::Subscribed { request, subscription }).await;
+    router
+        .send(Message::Subscribed {
+            request,
+            subscription,
+        })
+        .await;
     pending.await.unwrap().unwrap()
 }
 
@@ -43,16 +56,33 @@ async fn acknowledged_publish_waits_and_request_ids_are_sequential() {
             session.publish("com.t", ints(&[1]), options).await
         }
     });
-    let Message::Publish { request, options, topic, payload } = router.recv().await else {
+    let Message::Publish {
+        request,
+        options,
+        topic,
+        payload,
+    } = router.recv().await
+    else {
         panic!("expected PUBLISH")
     };
-    assert_eq!((request.get(), topic.as_str(), payload), (1, "com.t", ints(&[1])));
+    assert_eq!(
+        (request.get(), topic.as_str(), payload),
+        (1, "com.t", ints(&[1]))
+    );
     assert_eq!(options["acknowledge"], Value::Bool(true));
-    router.send(Message::Published { request, publication: id(777) }).await;
+    router
+        .send(Message::Published {
+            request,
+            publication: id(777),
+        })
+        .await;
     assert_eq!(publish.await.unwrap().unwrap(), Some(id(777)));
 
     let _sub = subscribe(&session, &mut router, "com.s", 5).await;
-    session.publish("com.t", Payload::default(), Dict::new()).await.unwrap();
+    session
+        .publish("com.t", Payload::default(), Dict::new())
+        .await
+        .unwrap();
     let Message::Publish { request, .. } = router.recv().await else {
         panic!("expected PUBLISH")
     };
@@ -96,7 +126,12 @@ async fn events_arrive_in_order_and_revocation_ends_the_stream() {
         assert_eq!((event.publication, event.payload), (id(n), ints(&[n])));
     }
     let details = Some(dict! { "subscription" => 5u64, "reason" => "wamp.close.killed" });
-    router.send(Message::Unsubscribed { request: None, details }).await;
+    router
+        .send(Message::Unsubscribed {
+            request: None,
+            details,
+        })
+        .await;
     assert!(sub.next().await.is_none());
 }
 
@@ -105,11 +140,20 @@ async fn unsubscribe_and_drop_both_send_unsubscribe() {
     let (session, mut router) = joined().await;
     let sub = subscribe(&session, &mut router, "com.a", 5).await;
     let unsubscribe = tokio::spawn(sub.unsubscribe());
-    let Message::Unsubscribe { request, subscription } = router.recv().await else {
+    let Message::Unsubscribe {
+        request,
+        subscription,
+    } = router.recv().await
+    else {
         panic!("expected UNSUBSCRIBE")
     };
     assert_eq!(subscription, id(5));
-    router.send(Message::Unsubscribed { request: Some(request), details: None }).await;
+    router
+        .send(Message::Unsubscribed {
+            request: Some(request),
+            details: None,
+        })
+        .await;
     unsubscribe.await.unwrap().unwrap();
 
     let sub = subscribe(&session, &mut router, "com.b", 6).await;
@@ -148,7 +192,10 @@ async fn full_queue_pauses_reading_but_keeps_writing() {
     }
     router.send(event(6, 99, ints(&[99]))).await;
     // The session is parked on `slow`, yet what we queue is still written.
-    session.publish("com.out", Payload::default(), Dict::new()).await.unwrap();
+    session
+        .publish("com.out", Payload::default(), Dict::new())
+        .await
+        .unwrap();
     let Message::Publish { topic, .. } = router.recv().await else {
         panic!("expected PUBLISH")
     };
@@ -169,11 +216,18 @@ async fn subscribe_error_and_oversized_publish() {
         router.welcome(42).await;
         router
     };
-    let (session, mut router) = tokio::join!(Session::join(client, ClientConfig::new("realm1")), router);
+    let (session, mut router) =
+        tokio::join!(Session::join(client, ClientConfig::new("realm1")), router);
     let session = session.unwrap();
     let big = Payload::args(vec![Value::from("x".repeat(2000))]);
-    let error = session.publish("com.t", big, dict! { "acknowledge" => true }).await.unwrap_err();
-    assert!(matches!(error, ClientError::MessageTooLarge { max: 1024, .. }), "{error:?}");
+    let error = session
+        .publish("com.t", big, dict! { "acknowledge" => true })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ClientError::MessageTooLarge { max: 1024, .. }),
+        "{error:?}"
+    );
 
     let pending = tokio::spawn({
         let session = session.clone();
@@ -182,7 +236,11 @@ async fn subscribe_error_and_oversized_publish() {
     let Message::Subscribe { request, .. } = router.recv().await else {
         panic!("expected SUBSCRIBE")
     };
-    assert_eq!(request, Id::new(1).unwrap(), "the refused publish used no request id");
+    assert_eq!(
+        request,
+        Id::new(1).unwrap(),
+        "the refused publish used no request id"
+    );
     router
         .send(Message::Error {
             request_type: code::SUBSCRIBE,

@@ -96,7 +96,23 @@ impl Dealer {
         now: &Now,
         out: &mut Outbox,
     ) {
-        if let Err(error) = self.call(caller, request, &options, procedure, payload, now, out) {
+        self.handle_call_avoiding(caller, request, options, procedure, payload, now, &[], out);
+    }
+
+    /// CALL that must not be routed to the callees in `avoid` (links on a forwarded call's path).
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_call_avoiding(
+        &mut self,
+        caller: &SessionInfo,
+        request: Id,
+        options: Dict,
+        procedure: String,
+        payload: Payload,
+        now: &Now,
+        avoid: &[SessionId],
+        out: &mut Outbox,
+    ) {
+        if let Err(error) = self.call(caller, request, &options, procedure, payload, now, avoid, out) {
             refuse(out, caller.id, code::CALL, request, error);
         }
     }
@@ -110,6 +126,7 @@ impl Dealer {
         procedure: String,
         payload: Payload,
         now: &Now,
+        avoid: &[SessionId],
         out: &mut Outbox,
     ) -> Result<(), DealerError> {
         if !is_valid_uri(&procedure) {
@@ -125,7 +142,7 @@ impl Dealer {
         }
         let id = self.registry.best_match(&procedure);
         let (registration, callee) = id
-            .and_then(|id| self.registry.pick_callee(id))
+            .and_then(|id| self.registry.pick_callee(id, avoid))
             .ok_or(DealerError::NoSuchProcedure)?;
         let state = self
             .callees

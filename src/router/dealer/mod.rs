@@ -325,6 +325,19 @@ impl Dealer {
     }
 
     /// `wamp.registration.list`: `{"exact": [ids], "prefix": [ids], "wildcard": [ids]}`.
+    /// Registrations with at least one callee for which `is_link` is false, as mesh interest.
+    pub fn local_interest(&self, is_link: impl Fn(SessionId) -> bool) -> Vec<crate::router::mesh::Interest> {
+        self.registry
+            .all()
+            .filter(|r| r.callees.iter().any(|c| !is_link(c.session)))
+            .map(|r| crate::router::mesh::Interest {
+                uri: r.uri.clone(),
+                policy: r.policy,
+                invoke: Some(r.invoke.as_str().to_owned()),
+            })
+            .collect()
+    }
+
     pub fn registration_list(&self) -> Dict {
         self.registry.list()
     }

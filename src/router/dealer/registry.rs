@@ -83,18 +83,21 @@ impl Registration {
         self.callees.iter().any(|c| c.session == session)
     }
 
-    /// The callee the next call goes to, by the invoke policy.
-    fn pick(&mut self) -> Option<Callee> {
+    /// The callee the next call goes to, by the invoke policy, skipping `avoid` (router links
+    /// back towards where a forwarded call came from).
+    fn pick(&mut self, avoid: &[SessionId]) -> Option<Callee> {
         let len = self.callees.len();
-        if len == 0 {
-            return None;
-        }
+        let usable = |c: &Callee| !avoid.contains(&c.session);
         let index = match self.invoke {
-            InvokePolicy::Single | InvokePolicy::First => 0,
-            InvokePolicy::Last => len - 1,
-            InvokePolicy::Random => rand::thread_rng().gen_range(0..len),
+            InvokePolicy::Single | InvokePolicy::First => self.callees.iter().position(usable)?,
+            InvokePolicy::Last => self.callees.iter().rposition(usable)?,
+            InvokePolicy::Random => {
+                let candidates: Vec<usize> = (0..len).filter(|i| usable(&self.callees[*i])).collect();
+                *candidates.get(rand::thread_rng().gen_range(0..candidates.len().max(1)))?
+            }
             InvokePolicy::RoundRobin => {
-                let index = self.next_roundrobin % len;
+                let start = self.next_roundrobin % len.max(1);
+                let index = (0..len).map(|k| (start + k) % len).find(|i| usable(&self.callees[*i]))?;
                 self.next_roundrobin = (index + 1) % len;
                 index
             }
@@ -305,10 +308,15 @@ impl Registry {
     }
 
     /// Picks the callee for the next call on registration `id`.
-    pub fn pick_callee(&mut self, id: Id) -> Option<(&Registration, Callee)> {
+    pub fn pick_callee(&mut self, id: Id, avoid: &[SessionId]) -> Option<(&Registration, Callee)> {
         let registration = self.by_id.get_mut(&id)?;
-        let callee = registration.pick()?;
+        let callee = registration.pick(avoid)?;
         Some((registration, callee))
+    }
+
+    /// Every registration, for interest advertisement.
+    pub fn all(&self) -> impl Iterator<Item = &Registration> {
+        self.by_id.values()
     }
 
     /// `{"exact": [ids], "prefix": [ids], "wildcard": [ids]}`, each list sorted.

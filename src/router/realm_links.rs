@@ -1,0 +1,306 @@
+//! The realm's side of router links: the link channel, forwarded publications and calls,
+//! interest advertisement, and the proxy subscriptions/registrations links hold.
+//!
+//! Wire conventions (the options/details key `_wampmesh`):
+//! - a link session subscribes to `wampmesh.link.channel` and registers `wampmesh.link.invoke`;
+//!   the realm answers with fixed ids and then talks to it through them;
+//! - channel EVENT / PUBLISH bodies are `{type: "ia" | "unreachable" | "publish", ...}`;
+//! - a forwarded publication: `{type: "publish", topic, publication, origin, path, options, publisher?}`;
+//! - a forwarded call: CALL options `_wampmesh = {path, caller?}`; INVOCATION details to a link
+//!   carry `procedure` and `_wampmesh = {path, caller?}`.
+//!
+//! `path` lists the node ids a message has visited, origin first.
+
+use std::collections::{BTreeSet, HashSet};
+
+use crate::wamp::id::MAX_ID;
+use crate::wamp::{Dict, Id, Message, Payload, SessionId, Value};
+
+use super::broker::Relay;
+use super::mesh::{path_of, ChannelMessage, Interest, CHANNEL_TOPIC, INVOKE_PROCEDURE, MESH_KEY};
+use super::realm::Realm;
+use super::types::{MetaEvent, Now, Outbox, SessionInfo};
+
+/// The id under which a link session's channel subscription is known.
+pub const CHANNEL_ID: u64 = MAX_ID;
+/// The id under which a link session's invoke registration is known.
+pub const INVOKE_ID: u64 = MAX_ID - 1;
+
+fn fixed(id: u64) -> Id {
+    Id::new(id).unwrap_or_else(|| Id::random())
+}
+
+/// Options that survive a hop (black/white lists, disclosure); the rest is local.
+fn forwardable_options(options: &Dict) -> Dict {
+    const KEEP: [&str; 7] =
+        ["exclude", "eligible", "exclude_authid", "eligible_authid", "exclude_authrole", "eligible_authrole", "disclose_me"];
+    options.iter().filter(|(k, _)| KEEP.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+impl Realm {
+    /// Consumes link-channel traffic of a neighbor; other messages are returned for normal handling.
+    pub(super) fn handle_link_message(
+        &mut self,
+        session: SessionId,
+        message: Message,
+        now: &Now,
+        out: &mut Outbox,
+    ) -> Option<Message> {
+        match message {
+            Message::Subscribe { request, topic, .. } if topic == CHANNEL_TOPIC => {
+                out.send(session, Message::Subscribed { request, subscription: fixed(CHANNEL_ID) });
+                self.refresh_own_interest(out);
+                let table = self.mesh.channel_ready(session, fixed(CHANNEL_ID));
+                self.send_channel(table, out);
+                None
+            }
+            Message::Register { request, procedure, .. } if procedure == INVOKE_PROCEDURE => {
+                out.send(session, Message::Registered { request, registration: fixed(INVOKE_ID) });
+                self.mesh.invoke_ready(session, fixed(INVOKE_ID));
+                None
+            }
+            Message::Publish { options, topic, payload, .. } if topic == CHANNEL_TOPIC => {
+                let body = options.get(MESH_KEY).and_then(Value::as_dict).cloned().unwrap_or_default();
+                if body.get("type").and_then(Value::as_str) == Some("publish") {
+                    self.relay_publication(session, &body, payload, out);
+                } else {
+                    let notices = self.mesh.handle_channel(session, &body);
+                    self.send_channel(notices, out);
+                    self.sync_proxies(out);
+                }
+                None
+            }
+            Message::Call { request, mut options, procedure, payload } if options.contains_key(MESH_KEY) => {
+                let mesh = options.remove(MESH_KEY).and_then(|v| if let Value::Dict(d) = v { Some(d) } else { None });
+                let info = self.sessions.get(&session)?.clone();
+                self.call(&info, request, options, procedure, payload, mesh, now, out);
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    /// A publication a neighbor forwarded: deliver here once, forward further.
+    fn relay_publication(&mut self, from: SessionId, body: &Dict, payload: Payload, out: &mut Outbox) {
+        let (Some(topic), Some(publication), Some(origin)) = (
+            body.get("topic").and_then(Value::as_str),
+            body.get("publication").and_then(Value::as_u64).and_then(Id::new),
+            body.get("origin").and_then(Value::as_str),
+        ) else {
+            return tracing::warn!(realm = %self.name, "malformed forwarded publication dropped");
+        };
+        if !self.mesh.first_sighting(origin, publication.get()) {
+            return;
+        }
+        let Some(info) = self.sessions.get(&from).cloned() else { return };
+        let options = body.get("options").and_then(Value::as_dict).cloned().unwrap_or_default();
+        let relay = Relay { publication: Some(publication), disclosed: body.get("publisher").and_then(Value::as_dict).cloned() };
+        let (topic, origin) = (topic.to_owned(), origin.to_owned());
+        self.publish(&info, fixed(1), &options, &topic, payload, Some((relay, path_of(Some(body)), origin)), out);
+    }
+
+    /// Publishes locally, then forwards once to each link whose interest matched.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn publish(
+        &mut self,
+        publisher: &SessionInfo,
+        request: Id,
+        options: &Dict,
+        topic: &str,
+        payload: Payload,
+        relayed: Option<(Relay, Vec<String>, String)>,
+        out: &mut Outbox,
+    ) {
+        let first = out.deliveries.len();
+        let (relay, mut path, origin) = match relayed {
+            Some((relay, path, origin)) => (Some(relay), path, origin),
+            None => (None, Vec::new(), self.mesh.node.clone()),
+        };
+        let disclosed = relay.as_ref().and_then(|r| r.disclosed.clone());
+        let Some(publication) =
+            self.broker.handle_publish(publisher, request, options, topic, payload.clone(), relay, &self.sessions, out)
+        else {
+            return;
+        };
+        let mut links = HashSet::new();
+        let tail = out.deliveries.split_off(first);
+        for delivery in tail {
+            if self.mesh.is_neighbor(delivery.to) && matches!(delivery.message.message(), Message::Event { .. }) {
+                links.insert(delivery.to);
+            } else {
+                out.deliveries.push(delivery);
+            }
+        }
+        if links.is_empty() {
+            return;
+        }
+        path.push(self.mesh.node.clone());
+        let mut body = crate::dict! {
+            "type" => "publish", "topic" => topic, "publication" => publication.get(), "origin" => origin,
+            "path" => path.iter().map(|p| Value::from(p.as_str())).collect::<Vec<_>>(),
+            "options" => forwardable_options(options),
+        };
+        let disclose = options.get("disclose_me").and_then(Value::as_bool).unwrap_or(false);
+        match disclosed {
+            Some(d) => {
+                body.insert("publisher".into(), d.into());
+            }
+            None if disclose => {
+                let d = crate::dict! {
+                    "publisher" => publisher.id.get(), "publisher_authid" => publisher.authid.clone(),
+                    "publisher_authrole" => publisher.authrole.clone(),
+                };
+                body.insert("publisher".into(), d.into());
+            }
+            None => {}
+        }
+        for link in links {
+            let behind_path = self.mesh.neighbor(link).is_none_or(|n| path.contains(&n.peer));
+            if !behind_path {
+                self.send_on_channel(link, body.clone(), payload.clone(), out);
+            }
+        }
+    }
+
+    /// Routes a call, never back along `mesh.path`; invocations to links carry the path.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn call(
+        &mut self,
+        caller: &SessionInfo,
+        request: Id,
+        options: Dict,
+        procedure: String,
+        payload: Payload,
+        mesh: Option<Dict>,
+        now: &Now,
+        out: &mut Outbox,
+    ) {
+        let mut path = path_of(mesh.as_ref());
+        path.push(self.mesh.node.clone());
+        let original_caller = mesh.as_ref().and_then(|m| m.get("caller")).and_then(Value::as_dict).cloned();
+        let avoid: Vec<SessionId> =
+            self.mesh.neighbors().filter(|(_, n)| path.contains(&n.peer)).map(|(s, _)| *s).collect();
+        let first = out.deliveries.len();
+        self.dealer.handle_call_avoiding(caller, request, options, procedure.clone(), payload, now, &avoid, out);
+        for delivery in &mut out.deliveries[first..] {
+            let Message::Invocation { request, registration, details, payload } = delivery.message.message() else {
+                continue;
+            };
+            let mut details = details.clone();
+            if let Some(original) = &original_caller {
+                if details.contains_key("caller") {
+                    details.extend(original.clone());
+                }
+            }
+            let mut registration = *registration;
+            if self.mesh.is_neighbor(delivery.to) {
+                let caller_identity: Dict = ["caller", "caller_authid", "caller_authrole"]
+                    .iter()
+                    .filter_map(|k| details.get(*k).map(|v| (k.to_string(), v.clone())))
+                    .collect();
+                let mut mesh = crate::dict! { "path" => path.iter().map(|p| Value::from(p.as_str())).collect::<Vec<_>>() };
+                if !caller_identity.is_empty() {
+                    mesh.insert("caller".into(), caller_identity.into());
+                }
+                details.insert("procedure".into(), procedure.clone().into());
+                details.insert(MESH_KEY.into(), mesh.into());
+                registration = fixed(INVOKE_ID);
+            } else if original_caller.is_none() {
+                continue;
+            }
+            let rewritten = Message::Invocation { request: *request, registration, details, payload: payload.clone() };
+            delivery.message = crate::wamp::SharedMessage::new(rewritten);
+        }
+    }
+
+    /// Meta events since `first` are published; interest changes are advertised.
+    pub(super) fn after_change(&mut self, first: usize, out: &mut Outbox) {
+        let interest_changed = out.meta[first..].iter().any(|e| {
+            matches!(
+                e,
+                MetaEvent::SubscriptionCreated { .. }
+                    | MetaEvent::SubscriptionDeleted { .. }
+                    | MetaEvent::SubscriptionAdded { .. }
+                    | MetaEvent::SubscriptionRemoved { .. }
+                    | MetaEvent::RegistrationCreated { .. }
+                    | MetaEvent::RegistrationDeleted { .. }
+                    | MetaEvent::RegistrationAdded { .. }
+                    | MetaEvent::RegistrationRemoved { .. }
+            )
+        });
+        self.publish_meta(first, out);
+        if interest_changed && self.mesh.neighbors().next().is_some() {
+            self.refresh_own_interest(out);
+        }
+    }
+
+    /// Recomputes what our own clients are interested in and advertises a change.
+    fn refresh_own_interest(&mut self, out: &mut Outbox) {
+        {
+            let mesh = &self.mesh;
+            let is_link = |s: SessionId| mesh.is_neighbor(s);
+            let mut own: BTreeSet<Interest> = self.broker.local_interest(is_link).into_iter().collect();
+            own.extend(self.dealer.local_interest(is_link));
+            let ads = self.mesh.set_own_interest(own);
+            self.send_channel(ads, out);
+        }
+    }
+
+    /// Makes each link's proxy subscriptions/registrations match what the mesh routes through it.
+    pub(super) fn sync_proxies(&mut self, out: &mut Outbox) {
+        let wanted = self.mesh.routed_interest();
+        let links: Vec<SessionId> = self.mesh.neighbors().map(|(s, _)| *s).collect();
+        let first_meta = out.meta.len();
+        let mut scratch = Outbox::default();
+        let now = Now::read();
+        for link in links {
+            let Some(info) = self.sessions.get(&link).cloned() else { continue };
+            let want = wanted.get(&link).cloned().unwrap_or_default();
+            let have = self.proxies.remove(&link).unwrap_or_default();
+            for gone in have.difference(&want) {
+                self.drop_proxy(link, gone, &mut scratch);
+            }
+            for new in want.difference(&have) {
+                let mut options = crate::dict! { "match" => new.policy.as_str() };
+                match &new.invoke {
+                    None => self.broker.handle_subscribe(link, fixed(1), &options, &new.uri, &now, &mut scratch),
+                    Some(invoke) => {
+                        options.insert("invoke".into(), invoke.clone().into());
+                        self.dealer.handle_register(&info, fixed(1), &options, &new.uri, &now, &mut scratch);
+                    }
+                }
+            }
+            self.proxies.insert(link, want);
+        }
+        // Replies to the proxy requests are internal; their meta events are real.
+        out.meta.append(&mut scratch.meta);
+        self.publish_meta(first_meta, out);
+    }
+
+    fn drop_proxy(&mut self, link: SessionId, interest: &Interest, out: &mut Outbox) {
+        match &interest.invoke {
+            None => {
+                if let Some(id) = self.broker.subscription_lookup(&interest.uri, interest.policy) {
+                    self.broker.handle_unsubscribe(link, fixed(1), id, out);
+                }
+            }
+            Some(_) => {
+                if let Some(id) = self.dealer.registration_lookup(&interest.uri, interest.policy) {
+                    self.dealer.handle_unregister(link, fixed(1), id, out);
+                }
+            }
+        }
+    }
+
+    pub(super) fn send_channel(&self, messages: Vec<ChannelMessage>, out: &mut Outbox) {
+        for m in messages {
+            self.send_on_channel(m.to, m.body, Payload::default(), out);
+        }
+    }
+
+    fn send_on_channel(&self, link: SessionId, body: Dict, payload: Payload, out: &mut Outbox) {
+        let Some(subscription) = self.mesh.neighbor(link).and_then(|n| n.channel) else { return };
+        let details = crate::dict! { MESH_KEY => body };
+        out.send(link, Message::Event { subscription, publication: Id::random(), details, payload });
+    }
+}
