@@ -5,6 +5,8 @@ pub mod bench;
 pub mod certs;
 pub mod config;
 pub mod demo;
+pub mod link;
+pub mod management;
 pub mod node;
 pub mod rawsocket;
 pub mod router;

@@ -1,8 +1,9 @@
-//! A router node: realms + listeners (+ links, later). Owns the start and shutdown order.
+//! A router node: realms + listeners + router links + management. Owns start and shutdown order.
 //!
-//! Shutdown: unbind every listener (ports free at once) -> sessions say GOODBYE
-//! `wamp.close.system_shutdown` -> drain connections up to the grace period -> abort the rest ->
-//! stop the realms.
+//! Start: realms -> in-process listener -> links manager and management service -> listeners
+//! -> configured links. Shutdown: unbind every listener (ports free at once) -> close links with
+//! a reason the peers see -> sessions say GOODBYE `wamp.close.system_shutdown` -> drain
+//! connections up to the grace period -> abort the rest -> stop the realms.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +11,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, ListenConfig};
+use crate::config::{Config, ListenConfig, RealmConfig, SlowConsumerPolicy};
+use crate::link::{LinkManager, LinkSpec};
 use crate::router::authorize::Authorizer;
 use crate::router::realm::Realm;
 use crate::router::task::spawn_realm;
 use crate::router::RealmRegistry;
 use crate::session::{ListenerSettings, SessionContext};
+use crate::transport::quic::QuicSettings;
 use crate::transport::{Listener, NodeTls, TransportError};
 
 /// Why a node could not start.
@@ -25,6 +28,46 @@ pub enum NodeError {
     Transport(#[from] TransportError),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("links: {0}")]
+    Link(#[from] crate::link::LinkError),
+}
+
+/// Starts and stops the realms of a node (at start and through `wampmesh.realm.*`).
+#[derive(Debug, Clone)]
+pub struct RealmHost {
+    pub node: String,
+    pub realms: RealmRegistry,
+    epoch: u64,
+    policy: SlowConsumerPolicy,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+    stoppers: Arc<std::sync::Mutex<std::collections::HashMap<String, CancellationToken>>>,
+}
+
+impl RealmHost {
+    /// Starts a realm; false if one with that name runs already.
+    pub fn start(&self, name: &str, authorizer: Authorizer) -> bool {
+        if self.realms.get(name).is_some() {
+            return false;
+        }
+        let cancel = self.cancel.child_token();
+        let realm = Realm::on_node(name, authorizer, &self.node, self.epoch);
+        self.realms.insert(spawn_realm(realm, self.policy, &self.tasks, cancel.clone()));
+        self.stoppers.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), cancel);
+        true
+    }
+
+    /// Stops a realm; its sessions are closed.
+    pub fn stop(&self, name: &str) -> bool {
+        self.realms.remove(name);
+        match self.stoppers.lock().unwrap_or_else(|p| p.into_inner()).remove(name) {
+            Some(cancel) => {
+                cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A running node.
@@ -32,48 +75,84 @@ pub enum NodeError {
 pub struct Node {
     pub id: String,
     config: Config,
-    realms: RealmRegistry,
+    host: RealmHost,
     tls: NodeTls,
     listeners: Vec<Listener>,
-    realm_tasks: TaskTracker,
-    realm_cancel: CancellationToken,
+    links: Option<LinkManager>,
     sessions_shutdown: CancellationToken,
+    management: crate::management::Management,
 }
 
 impl Node {
-    /// Starts realms, then listeners.
     pub async fn start(mut config: Config) -> Result<Node, NodeError> {
         for listen in &mut config.listen {
             listen.auth.resolve_secrets().map_err(|e| NodeError::Config(e.to_string()))?;
         }
-        let realms = RealmRegistry::default();
-        let realm_tasks = TaskTracker::new();
-        let realm_cancel = CancellationToken::new();
-        let epoch = crate::router::Now::read().unix_ms;
+        let host = RealmHost {
+            node: config.node.id.clone(),
+            realms: RealmRegistry::default(),
+            epoch: crate::router::Now::read().unix_ms,
+            policy: config.limits.slow_consumer,
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+            stoppers: Arc::default(),
+        };
         for realm in &config.realm {
-            let handle = spawn_realm(
-                Realm::on_node(&realm.name, Authorizer::from_config(realm), &config.node.id, epoch),
-                config.limits.slow_consumer,
-                &realm_tasks,
-                realm_cancel.clone(),
-            );
-            realms.insert(handle);
+            host.start(&realm.name, Authorizer::from_config(realm));
         }
+        let mut management_roles = Authorizer::default();
+        management_roles.grant_all("admin");
+        if config.management.allow_local {
+            management_roles.grant_all("anonymous");
+        }
+        host.start(&config.management.realm, management_roles);
+
         let tls = NodeTls::from_config(config.tls.as_ref(), &config.node.id)?;
         let sessions_shutdown = CancellationToken::new();
+        let local = SessionContext {
+            settings: Arc::new(ListenerSettings::trusted(config.limits.outbound_queue.max(1))),
+            realms: host.realms.clone(),
+            shutdown: sessions_shutdown.clone(),
+        };
+        let quic = config.listen.iter().find(|l| l.transport == crate::config::TransportKind::Quic);
+        let settings = quic.map(QuicSettings::from_listen).unwrap_or_default();
+        let links = LinkManager::new(&config.node.id, &tls, local.clone(), &settings)?;
+        let template = config.realm.first().cloned();
+        let management = crate::management::Management::start(&config, local, host.clone(), links.clone(), template).await?;
         let mut listeners = Vec::new();
         for listen in &config.listen {
             let ctx = SessionContext {
                 settings: Arc::new(listener_settings(listen, &config)),
-                realms: realms.clone(),
+                realms: host.realms.clone(),
                 shutdown: sessions_shutdown.clone(),
             };
             listeners.push(Listener::bind(listen, &tls, ctx).await?);
         }
-        Ok(Node { id: config.node.id.clone(), config, realms, tls, listeners, realm_tasks, realm_cancel, sessions_shutdown })
+        for link in &config.link {
+            for realm in &link.realms {
+                links.start(LinkSpec {
+                    peer: link.peer.clone(),
+                    address: link.address.clone(),
+                    transport: link.transport,
+                    realm: realm.clone(),
+                    reconnect: link.reconnect.clone(),
+                    ticket: link.ticket.clone(),
+                })?;
+            }
+        }
+        Ok(Node {
+            id: config.node.id.clone(),
+            config,
+            host,
+            tls,
+            listeners,
+            links: Some(links),
+            sessions_shutdown,
+            management,
+        })
     }
 
-    /// The bound address of the first listener of `transport` ("tcp", "unix", ...).
+    /// The bound address of the first listener of `transport` ("tcp", "unix", "quic", ...).
     pub fn local_addr(&self, transport: &str) -> Option<&str> {
         self.listeners.iter().find(|l| l.transport == transport).map(|l| l.local_addr.as_str())
     }
@@ -92,15 +171,28 @@ impl Node {
     }
 
     pub fn realms(&self) -> &RealmRegistry {
-        &self.realms
+        &self.host.realms
+    }
+
+    pub fn realm_host(&self) -> &RealmHost {
+        &self.host
+    }
+
+    /// The node's router links.
+    pub fn links(&self) -> Option<&LinkManager> {
+        self.links.as_ref()
     }
 
     /// Graceful shutdown within `grace`.
-    pub async fn shutdown(self, grace: Duration) {
+    pub async fn shutdown(mut self, grace: Duration) {
         tracing::info!(node = %self.id, "shutting down");
         for listener in &self.listeners {
             listener.unbind().await;
         }
+        if let Some(links) = self.links.take() {
+            let _ = tokio::time::timeout(grace, links.shutdown()).await;
+        }
+        self.management.stop().await;
         self.sessions_shutdown.cancel();
         let deadline = tokio::time::Instant::now() + grace;
         for listener in &self.listeners {
@@ -110,11 +202,16 @@ impl Node {
                 listener.abort().await;
             }
         }
-        self.realm_cancel.cancel();
-        self.realm_tasks.close();
-        self.realm_tasks.wait().await;
+        self.host.cancel.cancel();
+        self.host.tasks.close();
+        self.host.tasks.wait().await;
         tracing::info!(node = %self.id, "stopped");
     }
+}
+
+/// The permissions of a realm made at runtime: those of `template` (the first configured realm).
+pub fn authorizer_like(template: Option<&RealmConfig>) -> Authorizer {
+    template.map(Authorizer::from_config).unwrap_or_default()
 }
 
 fn listener_settings(listen: &ListenConfig, config: &Config) -> ListenerSettings {
@@ -127,5 +224,7 @@ fn listener_settings(listen: &ListenConfig, config: &Config) -> ListenerSettings
         hello_timeout: Duration::from_millis(config.limits.hello_timeout_ms),
         outbound_queue: config.limits.outbound_queue.max(1),
         slow_consumer: config.limits.slow_consumer,
+        trusted: false,
+        management: Some((config.management.realm.clone(), config.management.allow_local)),
     }
 }

@@ -12,7 +12,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::rawsocket::{self, FrameCodec, FrameKind, HandshakeOutcome};
-use crate::router::auth::{AuthConfig, AuthStep};
+use crate::router::auth::{AuthConfig, AuthStep, Identity};
 use crate::router::task::{RealmCommand, RealmHandle, SessionOutbound, SlowConsumerPolicy};
 use crate::router::{Now, RealmRegistry, SessionInfo};
 use crate::wamp::uri::{self, reason};
@@ -30,6 +30,56 @@ pub struct ListenerSettings {
     pub hello_timeout: Duration,
     pub outbound_queue: usize,
     pub slow_consumer: SlowConsumerPolicy,
+    /// In-process listener of the node itself (router links, management): HELLO's authrole
+    /// and `authextra.peer` are taken as they are.
+    pub trusted: bool,
+    /// The management realm: anonymous sessions may join it only from loopback, and only
+    /// while `allow_local` is set.
+    pub management: Option<(String, bool)>,
+}
+
+impl ListenerSettings {
+    /// Settings for the node's own in-process sessions.
+    pub fn trusted(outbound_queue: usize) -> ListenerSettings {
+        ListenerSettings {
+            transport: "local",
+            serializers: vec![Serializer::MsgPack],
+            max_message_size: rawsocket::MAX_LENGTH,
+            auth: AuthConfig::default(),
+            handshake_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(10),
+            outbound_queue,
+            slow_consumer: SlowConsumerPolicy::Drop,
+            trusted: true,
+            management: None,
+        }
+    }
+}
+
+/// A router-link identity, if this HELLO is one: a peer node proven by its TLS client
+/// certificate (HELLO `authmethods` has "tls"), or any HELLO on the trusted in-process listener.
+fn link_identity(details: &Dict, transport: &Dict, settings: &ListenerSettings) -> Option<Identity> {
+    let asked_role = details.get("authrole").and_then(Value::as_str);
+    if settings.trusted {
+        let extra = details.get("authextra").and_then(Value::as_dict);
+        let peer = extra.and_then(|e| e.get("peer")).and_then(Value::as_str).unwrap_or("local");
+        return Some(Identity {
+            authid: peer.to_owned(),
+            authrole: asked_role.unwrap_or(crate::router::mesh::LINK_ROLE).to_owned(),
+            authmethod: "trusted".into(),
+            authprovider: "node".into(),
+            authextra: Dict::new(),
+        });
+    }
+    let methods = details.get("authmethods").and_then(Value::as_list)?;
+    let node = transport.get("peer_cert_node_id").and_then(Value::as_str)?;
+    methods.iter().any(|m| m.as_str() == Some("tls")).then(|| Identity {
+        authid: node.to_owned(),
+        authrole: crate::router::mesh::LINK_ROLE.into(),
+        authmethod: "tls".into(),
+        authprovider: "mesh-ca".into(),
+        authextra: Dict::new(),
+    })
 }
 
 /// Everything a session needs from the node.
@@ -165,7 +215,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             return Err(SessionEnd::Aborted(reason::NO_SUCH_REALM.into()));
         };
         let session = Id::random();
-        let identity = match settings.auth.hello(&details, session, &Now::read()) {
+        let link = link_identity(&details, &transport, settings);
+        let identity = match link.map(AuthStep::Welcome).unwrap_or_else(|| settings.auth.hello(&details, session, &Now::read())) {
             AuthStep::Welcome(identity) => identity,
             AuthStep::Abort { reason, message } => {
                 self.send(&Message::abort(reason, &message)).await?;
@@ -188,6 +239,18 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                 }
             }
         };
+        if let Some((management, allow_local)) = &settings.management {
+            let loopback = transport
+                .get("peer")
+                .and_then(Value::as_str)
+                .and_then(|p| p.parse::<std::net::SocketAddr>().ok())
+                .is_some_and(|a| a.ip().is_loopback());
+            if &realm == management && identity.authrole == "anonymous" && !(*allow_local && loopback) {
+                let why = "management needs role admin (or allow_local from loopback)";
+                self.send(&Message::abort(reason::NOT_AUTHORIZED, why)).await?;
+                return Err(SessionEnd::Aborted(reason::NOT_AUTHORIZED.into()));
+            }
+        }
         transport.insert("serializer".into(), self.serializer.name().into());
         let info = SessionInfo {
             id: session,

@@ -87,12 +87,19 @@ fn run_autobahn(serializer: &str) {
             .env("PYTHONUNBUFFERED", "1"),
         SCRIPT_TIMEOUT,
     );
-    println!("{}", finished.stdout);
+    let failed: Vec<&str> = finished
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("FAIL"))
+        .collect();
     assert!(
         finished.success(),
-        "autobahn-python ({serializer}) against wampmesh: some checks failed (FAIL lines below)\n{}",
+        "autobahn-python ({serializer}) against wampmesh: {} failed check(s)\n{}\n\n{}",
+        failed.len(),
+        failed.join("\n"),
         finished.report()
     );
+    println!("{}", finished.stdout);
     assert!(
         node.is_running(),
         "the node exited during the {serializer} interop run"

@@ -13,9 +13,10 @@ use tokio::time::Sleep;
 use tokio_util::codec::Decoder;
 
 use super::command::{Command, Reply};
+use super::deliver::Parked;
 use super::error::{ClientError, CloseReason};
 use super::inbound::Inbound;
-use super::state::{Parked, SessionState};
+use super::state::SessionState;
 use super::WRITE_HIGH_WATER;
 use crate::rawsocket::{Frame, FrameCodec, FrameKind, MAX_LENGTH};
 use crate::wamp::uri::reason;

@@ -6,12 +6,11 @@ use tokio::sync::mpsc;
 
 use super::command::{CallEvent, CallReply, InterruptSignal, RegistrationParts, SubscriptionParts};
 use super::connection::FrameWriter;
+use super::deliver::{deliver, deliver_event, LocalSubscriber, Parked};
 use super::error::ClientError;
 use super::pubsub::Event;
 use super::rpc::{CallResult, Invocation};
-use super::state::{
-    deliver, deliver_event, invocation_error, LocalSubscriber, Parked, Pending, SessionState,
-};
+use super::state::{invocation_error, Pending, SessionState};
 use crate::wamp::uri::reason;
 use crate::wamp::{Dict, Id, Message, Payload, Value};
 

@@ -37,6 +37,7 @@
 mod auth;
 mod command;
 mod connection;
+mod deliver;
 mod error;
 mod inbound;
 mod join;

@@ -1,33 +1,26 @@
 //! The session state the connection task owns, and how it turns commands into messages.
 //!
-//! No I/O here: commands are encoded into a [`FrameWriter`] and deliveries to handles are
-//! `try_send`s; a delivery to a full queue comes back as a [`Parked`] future for the task to
-//! finish before it reads the socket again.
+//! No I/O here: commands are encoded into a [`FrameWriter`]; deliveries to handles go through
+//! `deliver.rs`.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 
 use super::command::{
     CallEvent, CallReply, Command, InterruptSignal, Link, RegistrationParts, Reply,
     SubscriptionParts,
 };
 use super::connection::FrameWriter;
+use super::deliver::{deliver, LocalSubscriber, Parked};
 use super::error::ClientError;
-use super::pubsub::Event;
 use super::rpc::Invocation;
 use crate::dict;
 use crate::wamp::message::code;
 use crate::wamp::uri::reason;
 use crate::wamp::{Dict, Id, IdSequence, Message, Payload};
-
-/// A delivery waiting for room in a full handle queue.
-pub(super) type Parked = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Hashes ids with one multiply: they are small sequential or random integers, and the peer
 /// that picks them is the router this session trusts anyway.
@@ -89,12 +82,6 @@ impl Pending {
         }
         None
     }
-}
-
-/// One `Subscription` handle behind a router subscription id.
-pub(super) struct LocalSubscriber {
-    pub local: u64,
-    pub events: mpsc::Sender<Event>,
 }
 
 /// Everything the connection task knows about the session.
@@ -376,44 +363,4 @@ pub(super) fn invocation_error(
             payload: Payload::default(),
         });
     }
-}
-
-/// Hands `item` to a handle's queue; if the queue is full, returns the send to finish later.
-/// A closed queue (handle dropped) swallows the item.
-pub(super) fn deliver<T: Send + 'static>(tx: &mpsc::Sender<T>, item: T) -> Option<Parked> {
-    match tx.try_send(item) {
-        Ok(()) | Err(TrySendError::Closed(_)) => None,
-        Err(TrySendError::Full(item)) => {
-            let tx = tx.clone();
-            Some(Box::pin(async move {
-                let _ = tx.send(item).await;
-            }))
-        }
-    }
-}
-
-/// Delivers an event to every handle of a subscription, in order; parks at the first full
-/// queue and finishes the rest from there.
-pub(super) fn deliver_event(locals: &[LocalSubscriber], event: Event) -> Option<Parked> {
-    let mut event = Some(event);
-    for (i, local) in locals.iter().enumerate() {
-        let item = if i + 1 == locals.len() {
-            event.take()?
-        } else {
-            event.clone()?
-        };
-        if let Err(TrySendError::Full(item)) = local.events.try_send(item) {
-            let first = local.events.clone();
-            let rest: Vec<_> = locals[i + 1..].iter().map(|l| l.events.clone()).collect();
-            return Some(Box::pin(async move {
-                let _ = first.send(item).await;
-                if let Some(event) = event {
-                    for tx in rest {
-                        let _ = tx.send(event.clone()).await;
-                    }
-                }
-            }));
-        }
-    }
-    None
 }

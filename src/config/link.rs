@@ -143,6 +143,10 @@ pub struct LinkConfig {
     /// What to do when the link is lost. Default backoff 100 ms .. 5000 ms.
     #[serde(default)]
     pub reconnect: ReconnectPolicy,
+    /// Plain tcp links only (no certificate to prove who we are): the ticket this node
+    /// presents, as authid = our node id, to a ticket principal with role `rlink` at the peer.
+    #[serde(default)]
+    pub ticket: Option<String>,
 }
 
 fn default_true() -> bool {

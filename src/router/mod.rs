@@ -40,3 +40,6 @@ impl RealmRegistry {
         self.realms.read().map(|r| r.keys().cloned().collect()).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests;

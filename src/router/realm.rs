@@ -120,7 +120,7 @@ impl Realm {
         let Some(info) = self.sessions.get(&session) else { return };
         match message {
             Message::Publish { request, options, topic, payload } => {
-                if topic.starts_with("wamp.") || topic.starts_with("wampmesh.") {
+                if topic.starts_with("wamp.") || (topic.starts_with("wampmesh.") && !privileged(info)) {
                     if options.get("acknowledge").and_then(Value::as_bool) == Some(true) {
                         out.error(session, code::PUBLISH, request, reason::INVALID_URI);
                     }
@@ -144,7 +144,7 @@ impl Realm {
                 self.broker.handle_unsubscribe(session, request, subscription, out)
             }
             Message::Register { request, options, procedure } => {
-                if procedure.starts_with("wamp.") || procedure.starts_with("wampmesh.") {
+                if procedure.starts_with("wamp.") || (procedure.starts_with("wampmesh.") && !privileged(info)) {
                     out.error(session, code::REGISTER, request, reason::INVALID_URI);
                 } else if self.authorizer.allows(&info.authrole, Action::Register, &procedure) {
                     self.dealer.handle_register(info, request, &options, &procedure, now, out);
@@ -196,4 +196,9 @@ impl Realm {
             self.broker.publish_internal(topic, Payload::args(args), out);
         }
     }
+}
+
+/// Roles that may use the reserved `wampmesh.` namespace: the node's own sessions.
+fn privileged(info: &SessionInfo) -> bool {
+    info.authrole == "admin" || info.authrole == LINK_ROLE
 }

@@ -152,6 +152,8 @@ mod tests {
             hello_timeout: handshake_timeout,
             outbound_queue: 16,
             slow_consumer: crate::config::SlowConsumerPolicy::Close,
+            trusted: false,
+            management: None,
         };
         let ctx = SessionContext {
             settings: Arc::new(settings),

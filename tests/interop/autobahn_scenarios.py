@@ -917,7 +917,6 @@ async def scenario_component(ctx, c):
 
 
 SCENARIOS = {
-    "component": scenario_component,
     "session": scenario_session,
     "pubsub": scenario_pubsub,
     "patterns": scenario_patterns,
@@ -929,6 +928,7 @@ SCENARIOS = {
     "auth": scenario_auth,
     "meta": scenario_meta,
     "errors": scenario_errors,
+    "component": scenario_component,
 }
 
 
