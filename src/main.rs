@@ -34,13 +34,68 @@ enum Command {
         #[arg(long, default_value = "bench-out")]
         out: PathBuf,
     },
+    /// Write a CA and one certificate per node: DIR/ca.pem, DIR/ca.key, DIR/<node>.pem, DIR/<node>.key.
+    Certs {
+        #[arg(long)]
+        out: PathBuf,
+        /// Comma-separated node ids.
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+    },
+    /// Runtime link management through a node's `wampmesh.control` realm.
+    Link {
+        #[command(subcommand)]
+        action: LinkAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum LinkAction {
+    /// Link a realm to a peer (over QUIC this opens a stream on the existing connection).
+    Start {
+        #[command(flatten)]
+        target: LinkTarget,
+        #[arg(long)]
+        address: String,
+        /// quic | tcp | tls
+        #[arg(long, default_value = "quic")]
+        transport: String,
+    },
+    /// Stop a realm link (it can be started again).
+    Stop {
+        #[command(flatten)]
+        target: LinkTarget,
+    },
+    /// List every link of the node.
+    List {
+        /// RawSocket TCP address of the node.
+        #[arg(long)]
+        node: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct LinkTarget {
+    /// RawSocket TCP address of the node to manage.
+    #[arg(long)]
+    node: String,
+    #[arg(long)]
+    peer: String,
+    #[arg(long)]
+    realm: String,
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // A node logs its lifecycle; the other commands print their own output and log only trouble.
+    let default_level = if matches!(cli.command, Command::Node { .. }) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -63,7 +118,52 @@ fn main() -> anyhow::Result<()> {
             runtime(0)?.block_on(wampmesh::bench::run(&scenario, quick, &out)).map_err(|e| anyhow::anyhow!(e))?;
             Ok(())
         }
+        Command::Certs { out, nodes } => {
+            for path in wampmesh::certs::write_mesh_certs(&out, &nodes)? {
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
+        Command::Link { action } => runtime(1)?.block_on(manage_link(action)),
     }
+}
+
+async fn manage_link(action: LinkAction) -> anyhow::Result<()> {
+    use wampmesh::client::{ClientConfig, Session};
+    use wampmesh::wamp::{Dict, Payload, Value};
+    let (node, procedure, args, json) = match action {
+        LinkAction::Start { target, address, transport } => {
+            let options = Value::Dict(wampmesh::dict! { "transport" => transport });
+            let args = vec![target.peer.into(), address.into(), target.realm.into(), options];
+            (target.node, "wampmesh.link.start", args, target.json)
+        }
+        LinkAction::Stop { target } => {
+            (target.node, "wampmesh.link.stop", vec![target.peer.into(), target.realm.into()], target.json)
+        }
+        LinkAction::List { node, json } => (node, "wampmesh.link.list", Vec::new(), json),
+    };
+    let session = Session::connect_tcp(&node, ClientConfig::new("wampmesh.control"))
+        .await
+        .with_context(|| format!("cannot join wampmesh.control at {node}"))?;
+    let result = session.call(procedure, Payload::args(args), Dict::new()).await.map_err(|e| anyhow::anyhow!("{procedure}: {e}"))?;
+    let value = result.payload.args.and_then(|a| a.into_iter().next()).unwrap_or(Value::Null);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&wampmesh::wamp::value::ValueSer { value: &value, json: true })?);
+    } else if let Value::List(rows) = &value {
+        println!("{:<12} {:<16} {:<6} {:<10} {:>12} {:>8} {:>10} {:>10} {:>10}", "PEER", "REALM", "TRANS", "STATE", "CONNECTION", "STREAMS", "HANDSHAKES", "MSGS_IN", "MSGS_OUT");
+        for row in rows.iter().filter_map(Value::as_dict) {
+            let s = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+            let n = |k: &str| row.get(k).and_then(Value::as_u64).map_or("-".to_owned(), |v| v.to_string());
+            println!("{:<12} {:<16} {:<6} {:<10} {:>12} {:>8} {:>10} {:>10} {:>10}", s("peer"), s("realm"), s("transport"), s("state"), n("connection"), n("streams"), n("handshakes"), n("messages_in"), n("messages_out"));
+            if let Some(error) = row.get("last_error").and_then(Value::as_str) {
+                println!("{:<12} last error: {error}", "");
+            }
+        }
+    } else {
+        println!("{procedure}: ok");
+    }
+    let _ = session.leave("wamp.close.normal").await;
+    Ok(())
 }
 
 /// A multi-threaded runtime with `threads` workers (0 = one per core).
