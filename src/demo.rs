@@ -3,7 +3,7 @@
 //! the existing connection, a link stopped and restarted, and a short QUIC-vs-TCP comparison.
 //! Every step is checked; the demo exits 0 only if all of them held.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::client::{ClientConfig, Session};
@@ -91,7 +91,7 @@ permissions = [{{ uri = "", match = "prefix", call = true, register = true, publ
     Ok(Config::from_toml_str(&text)?)
 }
 
-async fn run_in(dir: &PathBuf) -> Result<bool, DemoError> {
+async fn run_in(dir: &Path) -> Result<bool, DemoError> {
     let mut steps = Steps { passed: 0, failed: 0 };
     section("1. Certificates: one CA, one certificate per node (what `wampmesh certs` writes)");
     let names: Vec<String> = NODES.iter().map(|s| s.to_string()).collect();

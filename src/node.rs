@@ -135,7 +135,7 @@ impl Node {
                     address: link.address.clone(),
                     transport: link.transport,
                     realm: realm.clone(),
-                    reconnect: link.reconnect.clone(),
+                    reconnect: link.reconnect,
                     ticket: link.ticket.clone(),
                 })?;
             }

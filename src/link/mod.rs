@@ -103,11 +103,14 @@ impl LinkContext {
     }
 }
 
+/// Realm links by (peer, realm).
+type LinkTable = HashMap<(String, String), Arc<RealmLink>>;
+
 /// All router links of a node.
 #[derive(Clone)]
 pub struct LinkManager {
     context: Arc<LinkContext>,
-    links: Arc<Mutex<HashMap<(String, String), Arc<RealmLink>>>>,
+    links: Arc<Mutex<LinkTable>>,
     stop_all: CancellationToken,
 }
 

@@ -27,7 +27,7 @@ pub const CHANNEL_ID: u64 = MAX_ID;
 pub const INVOKE_ID: u64 = MAX_ID - 1;
 
 fn fixed(id: u64) -> Id {
-    Id::new(id).unwrap_or_else(|| Id::random())
+    Id::new(id).unwrap_or_else(Id::random)
 }
 
 /// Options that survive a hop (black/white lists, disclosure); the rest is local.

@@ -298,13 +298,15 @@ fn exact_prefix_and_wildcard_subscriptions_get_one_event_each_with_topic() {
         .map(|(_, m)| event_parts(m).0)
         .collect();
     assert_eq!(to_four, BTreeSet::from([prefix, wildcard]));
-    // Non-matching topics reach nobody; a prefix matches on characters, not components.
+    // Only the matching patterns: a prefix matches on characters, not components.
     f.publish(6, 2, Dict::new(), "com.ab.c", Payload::default());
     assert_eq!(receivers(&f.sent()), vec![2, 4]);
-    f.publish(6, 3, Dict::new(), "org.a.b", Payload::default());
+    f.publish(6, 3, Dict::new(), "com.y.b", Payload::default());
     assert_eq!(receivers(&f.sent()), vec![3, 4]);
     f.publish(6, 4, Dict::new(), "com.a.b.c", Payload::default());
     assert_eq!(receivers(&f.sent()), vec![2, 4]);
+    f.publish(6, 5, Dict::new(), "org.a.b", Payload::default());
+    assert_eq!(receivers(&f.sent()), Vec::<u64>::new());
 }
 
 #[test]

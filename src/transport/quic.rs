@@ -200,7 +200,7 @@ impl QuicServerConnection {
                     Ok((send, recv)) => {
                         let mut transport = crate::dict! {
                             "type" => "rawsocket", "protocol" => "quic", "peer" => peer.clone(),
-                            "connection" => conn.stable_id() as u64, "stream" => u64::from(send.id().index()),
+                            "connection" => conn.stable_id() as u64, "stream" => send.id().index(),
                         };
                         if let Some(node) = &self.peer_node_id {
                             transport.insert("peer_cert_node_id".into(), node.clone().into());
