@@ -1,4 +1,32 @@
-//! wampmesh: a WAMP router whose router-to-router links run over QUIC.
+//! wampmesh: a WAMP router whose router-to-router links run over QUIC — one QUIC connection per
+//! pair of nodes, one QUIC stream per linked realm, each stream an ordinary RawSocket-framed WAMP
+//! session.
+//!
+//! # Where everything lives
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`wamp`] | the protocol without I/O: [`wamp::Value`], [`wamp::Message`], ids, URIs, the JSON / MessagePack / CBOR serializers, [`wamp::SharedMessage`] (encode once per serializer, share the bytes) |
+//! | [`rawsocket`] | the 4-byte handshake and the frame codec, without I/O |
+//! | [`router`] | synchronous state machines fed with `handle_*` and the time: [`router::realm::Realm`] (dispatch, authorization), [`router::broker`], [`router::dealer`], [`router::meta`] (meta API), [`router::auth`] (anonymous, ticket, WAMP-CRA), [`router::mesh`] (interest routing between nodes); [`router::task`] is the one task that owns a realm |
+//! | [`session`] | one byte stream on the router side: handshake -> HELLO/auth/WELCOME -> message loop; [`writer`] batches its writes |
+//! | [`transport`] | listeners in the Bedrock shape (bind, accept, unbind, drain, abort): tcp, unix, tls, quic ([`transport::quic::QuicServerFactory`], [`transport::quic::QuicConnector`]); TLS material in [`transport::tls`] |
+//! | [`link`] | router links: a [`link::RealmLink`] per (peer, realm), one QUIC connection per peer ([`link::PeerConnection`]), the shuttle between the local and the remote session |
+//! | [`node`] | composes realms, listeners, links and [`management`]; owns start and shutdown order |
+//! | [`client`] | the Rust WAMP client used by links, tests, bench, demo and users |
+//! | [`config`] | TOML -> validated [`config::Config`] |
+//! | [`certs`], [`demo`], [`bench`] | the `certs`, `demo` and `bench` commands |
+//!
+//! # How a message flows
+//!
+//! A transport yields a byte stream; [`session::serve`] runs the RawSocket handshake and the
+//! WAMP session over it and hands decoded messages to its realm's task over a bounded channel.
+//! The realm state machine decides who gets what and fills an [`router::Outbox`]; the task puts
+//! each delivery into the receiving session's bounded queue without waiting. Each session's
+//! writer asks the shared message for the bytes of its serializer (encoded on first use) and
+//! writes whole batches at once. A router link is a session too: its realm sends it
+//! advertisements, publications to forward and invocations to relay, and the link carries them
+//! to the peer's realm over a QUIC stream.
 
 pub mod client;
 pub mod bench;
@@ -9,6 +37,7 @@ pub mod link;
 pub mod management;
 pub mod node;
 pub mod rawsocket;
+pub mod relay;
 pub mod router;
 pub mod session;
 pub mod transport;

@@ -20,7 +20,10 @@ pub const REALM: &str = "realm1";
 /// The management realm (DESIGN §5).
 pub const CONTROL_REALM: &str = "wampmesh.control";
 /// The reconnect policy of in-process test links: quick, so tests do not wait long.
-pub const FAST_RECONNECT: ReconnectPolicy = ReconnectPolicy::Backoff { initial_ms: 50, max_ms: 500 };
+pub const FAST_RECONNECT: ReconnectPolicy = ReconnectPolicy::Backoff {
+    initial_ms: 50,
+    max_ms: 500,
+};
 
 /// A CA and one certificate per node in a fresh scratch directory.
 pub fn mesh_certs(label: &str, nodes: &[&str]) -> PathBuf {
@@ -33,9 +36,13 @@ pub fn mesh_certs(label: &str, nodes: &[&str]) -> PathBuf {
 /// `count` distinct UDP ports on 127.0.0.1 that were free a moment ago (for QUIC listeners
 /// whose address must be known before the node starts, as in `[[link]]` sections).
 pub fn free_udp_ports(count: usize) -> Vec<u16> {
-    let sockets: Vec<std::net::UdpSocket> =
-        (0..count).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0")).collect();
-    sockets.iter().map(|s| s.local_addr().expect("local_addr").port()).collect()
+    let sockets: Vec<std::net::UdpSocket> = (0..count)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0"))
+        .collect();
+    sockets
+        .iter()
+        .map(|s| s.local_addr().expect("local_addr").port())
+        .collect()
 }
 
 /// One `[[link]]` section of a node config.
@@ -48,7 +55,13 @@ pub struct LinkTo {
 /// The TOML of a mesh node: TCP for clients, QUIC for links (client certificates required),
 /// realm `realm1` open to anonymous clients, and `[[link]]` sections with a quick backoff.
 /// QUIC keep-alive and idle timeout are short so that a killed peer is noticed within ~1.5 s.
-pub fn node_toml(certs: &Path, id: &str, tcp_port: u16, quic_port: u16, links: &[LinkTo]) -> String {
+pub fn node_toml(
+    certs: &Path,
+    id: &str,
+    tcp_port: u16,
+    quic_port: u16,
+    links: &[LinkTo],
+) -> String {
     let mut text = format!(
         r#"
 [node]
@@ -86,7 +99,9 @@ permissions = [{{ uri = "", match = "prefix", call = true, register = true, publ
 /// Starts an in-process node with TCP and QUIC listeners on port 0 and no configured links.
 pub async fn start_node(certs: &Path, id: &str) -> Node {
     let config = Config::from_toml_str(&node_toml(certs, id, 0, 0, &[])).expect("node config");
-    Node::start(config).await.unwrap_or_else(|e| panic!("node {id} failed to start: {e}"))
+    Node::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"))
 }
 
 /// The spec of a QUIC link from some node to `to` for `realm`.
@@ -103,7 +118,9 @@ pub fn link_spec(to: &Node, realm: &str) -> LinkSpec {
 
 /// Starts the link `from` -> `to` for `realm`.
 pub fn link(from: &Node, to: &Node, realm: &str) {
-    links_of(from).start(link_spec(to, realm)).unwrap_or_else(|e| panic!("link {} -> {}: {e}", from.id, to.id));
+    links_of(from)
+        .start(link_spec(to, realm))
+        .unwrap_or_else(|e| panic!("link {} -> {}: {e}", from.id, to.id));
 }
 
 pub fn links_of(node: &Node) -> &LinkManager {
@@ -112,9 +129,11 @@ pub fn links_of(node: &Node) -> &LinkManager {
 
 /// The `state` of the link to `peer` for `realm`, as `list()` shows it.
 pub fn link_state(links: &LinkManager, peer: &str, realm: &str) -> Option<String> {
-    links.list().into_iter().find(|row| field(row, "peer") == Some(peer) && field(row, "realm") == Some(realm)).and_then(
-        |row| field(&row, "state").map(str::to_owned),
-    )
+    links
+        .list()
+        .into_iter()
+        .find(|row| field(row, "peer") == Some(peer) && field(row, "realm") == Some(realm))
+        .and_then(|row| field(&row, "state").map(str::to_owned))
 }
 
 /// A string field of a dict.
@@ -124,7 +143,11 @@ pub fn field<'a>(row: &'a Dict, key: &str) -> Option<&'a str> {
 
 /// How many links of `links` are up.
 pub fn links_up(links: &LinkManager) -> usize {
-    links.list().iter().filter(|row| field(row, "state") == Some("up")).count()
+    links
+        .list()
+        .iter()
+        .filter(|row| field(row, "state") == Some("up"))
+        .count()
 }
 
 /// Polls `condition` every 20 ms until it holds; panics naming `what` after `timeout`.
@@ -157,7 +180,10 @@ where
 pub async fn wait_link_up(from: &Node, peer: &str, realm: &str) {
     let links = links_of(from);
     let what = format!("link {} -> {peer} ({realm}) up", from.id);
-    wait_until(&what, Duration::from_secs(15), || link_state(links, peer, realm).as_deref() == Some("up")).await;
+    wait_until(&what, Duration::from_secs(15), || {
+        link_state(links, peer, realm).as_deref() == Some("up")
+    })
+    .await;
 }
 
 /// A client session on `realm` of `node`, over TCP.
@@ -183,8 +209,13 @@ pub async fn call_when_routed(
 ) -> Result<CallResult, ClientError> {
     let deadline = Instant::now() + timeout;
     loop {
-        match session.call(procedure, payload.clone(), options.clone()).await {
-            Err(e) if e.uri() == Some("wamp.error.no_such_procedure") && Instant::now() < deadline => {
+        match session
+            .call(procedure, payload.clone(), options.clone())
+            .await
+        {
+            Err(e)
+                if e.uri() == Some("wamp.error.no_such_procedure") && Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             other => return other,
@@ -198,7 +229,10 @@ pub async fn wait_procedure_routed(session: &Session, procedure: &str) {
     let what = format!("{procedure} routed at session {}", session.id());
     wait_until_async(&what, Duration::from_secs(10), || async {
         let args = Payload::args(vec![procedure.into()]);
-        match session.call("wamp.registration.match", args, Dict::new()).await {
+        match session
+            .call("wamp.registration.match", args, Dict::new())
+            .await
+        {
             Ok(r) => !matches!(first_arg(&r), None | Some(Value::Null)),
             Err(_) => false,
         }
@@ -223,7 +257,16 @@ pub async fn manage(control: &Session, procedure: &str, args: Vec<Value>) -> Val
 /// `wampmesh.link.list` through a control session.
 pub async fn link_list(control: &Session) -> Vec<Dict> {
     match manage(control, "wampmesh.link.list", Vec::new()).await {
-        Value::List(rows) => rows.into_iter().filter_map(|r| if let Value::Dict(d) = r { Some(d) } else { None }).collect(),
+        Value::List(rows) => rows
+            .into_iter()
+            .filter_map(|r| {
+                if let Value::Dict(d) = r {
+                    Some(d)
+                } else {
+                    None
+                }
+            })
+            .collect(),
         other => panic!("wampmesh.link.list returned {other:?}"),
     }
 }
@@ -233,7 +276,9 @@ pub async fn wait_listed_up(control: &Session, peer: &str, realm: &str, timeout:
     let what = format!("wampmesh.link.list showing {peer}/{realm} up");
     wait_until_async(&what, timeout, || async {
         link_list(control).await.iter().any(|row| {
-            field(row, "peer") == Some(peer) && field(row, "realm") == Some(realm) && field(row, "state") == Some("up")
+            field(row, "peer") == Some(peer)
+                && field(row, "realm") == Some(realm)
+                && field(row, "state") == Some("up")
         })
     })
     .await;

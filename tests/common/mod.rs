@@ -7,6 +7,7 @@
 //! not use are not dead code.
 #![allow(dead_code)]
 
+pub mod mesh;
 mod node;
 mod python;
 

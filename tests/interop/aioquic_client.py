@@ -24,6 +24,7 @@ import ssl
 import struct
 import sys
 
+import aioquic
 from aioquic.asyncio import QuicConnectionProtocol, connect
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import HandshakeCompleted
@@ -278,6 +279,8 @@ def main():
     if not args.insecure and not args.cafile:
         parser.error("--cafile is required unless --insecure")
     checks = Checks()
+    python = sys.version.split()[0]
+    print(f"INFO: aioquic {aioquic.__version__}, Python {python}", flush=True)
     try:
         asyncio.run(run(args, checks))
     except Exception as error:  # noqa: BLE001 - every failure becomes a FAIL line
