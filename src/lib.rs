@@ -35,6 +35,7 @@ pub mod config;
 pub mod demo;
 pub mod link;
 pub mod management;
+pub mod metrics;
 pub mod node;
 pub mod rawsocket;
 pub mod relay;

@@ -81,6 +81,8 @@ pub struct Node {
     links: Option<LinkManager>,
     sessions_shutdown: CancellationToken,
     management: crate::management::Management,
+    metrics: Arc<crate::metrics::Metrics>,
+    metrics_server: Option<crate::metrics::MetricsServer>,
 }
 
 impl Node {
@@ -109,10 +111,14 @@ impl Node {
 
         let tls = NodeTls::from_config(config.tls.as_ref(), &config.node.id)?;
         let sessions_shutdown = CancellationToken::new();
+        let admission = Arc::new(crate::transport::admission::Admission::from_config(&config.limits));
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let local = SessionContext {
             settings: Arc::new(ListenerSettings::trusted(config.limits.outbound_queue.max(1))),
             realms: host.realms.clone(),
             shutdown: sessions_shutdown.clone(),
+            admission: admission.clone(),
+            metrics: metrics.clone(),
         };
         let quic = config.listen.iter().find(|l| l.transport == crate::config::TransportKind::Quic);
         let settings = quic.map(QuicSettings::from_listen).unwrap_or_default();
@@ -125,9 +131,16 @@ impl Node {
                 settings: Arc::new(listener_settings(listen, &config)),
                 realms: host.realms.clone(),
                 shutdown: sessions_shutdown.clone(),
+                admission: admission.clone(),
+                metrics: metrics.clone(),
             };
             listeners.push(Listener::bind(listen, &tls, ctx).await?);
         }
+        let scrape = crate::metrics::Scrape { metrics: metrics.clone(), realms: host.realms.clone(), links: Some(links.clone()), admission };
+        let metrics_server = match &config.metrics {
+            Some(m) => Some(crate::metrics::MetricsServer::bind(&m.address, scrape).await.map_err(|source| TransportError::Bind { transport: "metrics", address: m.address.clone(), source })?),
+            None => None,
+        };
         for link in &config.link {
             for realm in &link.realms {
                 links.start(LinkSpec {
@@ -149,6 +162,8 @@ impl Node {
             links: Some(links),
             sessions_shutdown,
             management,
+            metrics,
+            metrics_server,
         })
     }
 
@@ -178,6 +193,16 @@ impl Node {
         &self.host
     }
 
+    /// The node's counters (served at `[metrics] address` when configured).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// The bound address of the metrics endpoint, if `[metrics]` is configured.
+    pub fn metrics_addr(&self) -> Option<&str> {
+        self.metrics_server.as_ref().map(|m| m.local_addr())
+    }
+
     /// The node's router links.
     pub fn links(&self) -> Option<&LinkManager> {
         self.links.as_ref()
@@ -188,6 +213,9 @@ impl Node {
         tracing::info!(node = %self.id, "shutting down");
         for listener in &self.listeners {
             listener.unbind().await;
+        }
+        if let Some(server) = &self.metrics_server {
+            server.stop().await;
         }
         if let Some(links) = self.links.take() {
             let _ = tokio::time::timeout(grace, links.shutdown()).await;
@@ -219,6 +247,7 @@ fn listener_settings(listen: &ListenConfig, config: &Config) -> ListenerSettings
         transport: listen.transport.as_str(),
         serializers: listen.serializers.clone(),
         max_message_size: listen.max_message_size,
+        min_peer_message_size: listen.min_peer_message_size,
         auth: listen.auth.clone(),
         handshake_timeout: Duration::from_millis(listen.handshake_timeout_ms),
         hello_timeout: Duration::from_millis(config.limits.hello_timeout_ms),

@@ -48,10 +48,14 @@ pub struct RelayConfig {
     pub max_queue: usize,
     /// UDP: distinct client addresses served at once; further clients are ignored.
     pub max_clients: usize,
+    /// TCP: hold each new connection for one round trip (2 x `delay`) before relaying, as the
+    /// SYN / SYN-ACK exchange would (the relay's own accept completes at once).
+    pub tcp_handshake: bool,
 }
 
 impl Default for RelayConfig {
-    /// No delay, no loss, seed 0, 8192 queued per direction, 64 UDP clients.
+    /// No delay, no loss, seed 0, 8192 queued per direction, 64 UDP clients, the TCP
+    /// handshake's round trip emulated.
     fn default() -> Self {
         RelayConfig {
             delay: Duration::ZERO,
@@ -59,6 +63,7 @@ impl Default for RelayConfig {
             seed: 0,
             max_queue: 8192,
             max_clients: 64,
+            tcp_handshake: true,
         }
     }
 }
@@ -453,6 +458,12 @@ impl TcpAccept {
                 self.tasks.clone(),
             );
             self.tasks.spawn(async move {
+                if config.tcp_handshake && !config.delay.is_zero() {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(config.delay * 2) => {}
+                    }
+                }
                 let server = tokio::select! {
                     _ = stop.cancelled() => return,
                     connected = TcpStream::connect(upstream) => match connected {

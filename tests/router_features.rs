@@ -301,6 +301,65 @@ async fn rpc_with_args_and_kwargs_across_serializers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pattern_registrations_tell_the_callee_the_procedure() {
+    let (node, addr) = start("").await;
+    let callee = join(&addr, Serializer::Cbor).await;
+    let caller = join(&addr, Serializer::Json).await;
+    let mut prefix = register(&callee, "com.math.", dict! { "match" => "prefix" }).await;
+    let mut wildcard = register(&callee, "com..get", dict! { "match" => "wildcard" }).await;
+    let mut exact = register(&callee, "com.math.get", Dict::new()).await;
+    // Exact beats prefix beats wildcard.
+    let cases: [(&str, &mut Registration, Option<&str>); 3] = [
+        ("com.math.add", &mut prefix, Some("com.math.add")),
+        ("com.user.get", &mut wildcard, Some("com.user.get")),
+        ("com.math.get", &mut exact, None),
+    ];
+    for (procedure, registration, shown) in cases {
+        let call = caller.call(procedure, Payload::default(), Dict::new());
+        let serve = async {
+            let invocation = next_invocation(registration).await;
+            let seen = invocation.details.get("procedure").cloned();
+            invocation.result(Payload::default()).await.expect("yield");
+            seen
+        };
+        let (result, seen) = within("RESULT", async { tokio::join!(call, serve) }).await;
+        result.expect("call succeeds");
+        assert_eq!(seen, shown.map(Value::from), "{procedure}");
+    }
+    stop(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribed_topics_stop_delivering() {
+    let (node, addr) = start("").await;
+    let subscriber = join(&addr, Serializer::MsgPack).await;
+    let publisher = join(&addr, Serializer::Cbor).await;
+    let gone = subscribe(&subscriber, "com.t", Dict::new()).await;
+    let mut kept = subscribe(&subscriber, "com.", dict! { "match" => "prefix" }).await;
+    within("UNSUBSCRIBED", gone.unsubscribe())
+        .await
+        .expect("unsubscribed");
+    publish(&publisher, "com.t", args(vec![1u64.into()])).await;
+    assert_eq!(next_event(&mut kept).await.payload, args(vec![1u64.into()]));
+    let count = within(
+        "count",
+        publisher.call(
+            "wamp.subscription.lookup",
+            args(vec!["com.t".into()]),
+            Dict::new(),
+        ),
+    )
+    .await
+    .expect("lookup");
+    assert_eq!(
+        count.payload.args,
+        Some(vec![Value::Null]),
+        "the subscription is gone"
+    );
+    stop(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callee_error_with_args_and_kwargs_reaches_the_caller() {
     let (node, addr) = start("").await;
     let callee = join(&addr, Serializer::Cbor).await;
@@ -694,7 +753,7 @@ async fn meta_procedures_over_the_wire() {
 async fn a_session_that_left_is_gone_once_its_goodbye_is_answered() {
     let (node, addr) = start("").await;
     let staying = join(&addr, Serializer::Json).await;
-    for round in 0..20 {
+    for round in 0..1000 {
         let leaving = join(&addr, Serializer::MsgPack).await;
         within("GOODBYE", leaving.leave("wamp.close.normal"))
             .await
@@ -756,7 +815,7 @@ async fn a_subscriber_that_stops_reading_does_not_stall_the_others() {
             .with_queue_capacity(1),
     )
     .await;
-    let _stalled_subscription = subscribe(&stalled, "com.flood", Dict::new()).await;
+    let mut stalled_subscription = subscribe(&stalled, "com.flood", Dict::new()).await;
     let healthy = join(&addr, Serializer::Cbor).await;
     let mut subscription = subscribe(&healthy, "com.flood", Dict::new()).await;
     let publisher = join(&addr, Serializer::Json).await;
@@ -792,5 +851,28 @@ async fn a_subscriber_that_stops_reading_does_not_stall_the_others() {
     assert!(!stalled.is_closed());
     sync(&publisher).await;
     sync(&healthy).await;
+    // Once it reads again it gets what was not dropped for it, in order, with gaps: proof
+    // that it really fell behind. (The idle timeout only ends the drain.)
+    let mut received = 0usize;
+    let mut last = None;
+    while let Ok(Some(event)) =
+        timeout(Duration::from_millis(500), stalled_subscription.next()).await
+    {
+        let n = event
+            .payload
+            .args
+            .as_ref()
+            .and_then(|a| a.first())
+            .and_then(Value::as_u64);
+        let n = n.expect("event number");
+        assert!(last.is_none_or(|l| n > l), "in order: {n} after {last:?}");
+        last = Some(n);
+        received += 1;
+    }
+    assert!(received > 0, "the stalled subscriber was not cut off");
+    assert!(
+        received < EVENTS,
+        "the stalled subscriber lost events ({received} of {EVENTS})"
+    );
     stop(node).await;
 }

@@ -612,6 +612,75 @@ async fn protocol_violations_abort_only_the_offending_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_hello_details_are_protocol_violations() {
+    let (node, addr) = start("", "").await;
+    for hello in [
+        r#"[1,"realm1",{"authmethods":"anonymous"}]"#,
+        r#"[1,"realm1",{"authmethods":[1]}]"#,
+        r#"[1,"realm1",{"authid":7}]"#,
+        r#"[1,"realm1"]"#,
+        r#"[1,7,{}]"#,
+    ] {
+        let mut raw = Raw::open(&addr, Serializer::Json).await;
+        raw.send_json(hello).await;
+        raw.expect_abort("wamp.error.protocol_violation").await;
+    }
+    stop(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_from_the_client_ends_the_session_silently() {
+    let (node, addr) = start("", "").await;
+    let mut healthy = Healthy::new(&addr).await;
+    let mut raw = Raw::open(&addr, Serializer::Json).await;
+    raw.join("realm1").await;
+    raw.send_json(r#"[32,1,{},"com.healthy"]"#).await;
+    assert!(matches!(raw.recv().await, Message::Subscribed { .. }));
+    raw.send_json(r#"[3,{"message":"bye"},"wamp.close.normal"]"#)
+        .await;
+    // No reply to an ABORT; the connection closes and the session leaves the realm.
+    match raw.try_frame(WAIT).await {
+        Ok(None) => {}
+        other => panic!("expected the connection to close silently, got {other:?}"),
+    }
+    healthy.check(1).await;
+    let subscription = timeout(
+        WAIT,
+        healthy.publisher.call(
+            "wamp.subscription.lookup",
+            Payload::args(vec!["com.healthy".into()]),
+            Dict::new(),
+        ),
+    )
+    .await
+    .expect("call in time")
+    .expect("lookup");
+    let id = subscription
+        .payload
+        .args
+        .as_ref()
+        .and_then(|a| a.first())
+        .and_then(Value::as_u64);
+    let count = timeout(
+        WAIT,
+        healthy.publisher.call(
+            "wamp.subscription.count_subscribers",
+            Payload::args(vec![Value::UInt(id.expect("subscription id"))]),
+            Dict::new(),
+        ),
+    )
+    .await
+    .expect("call in time")
+    .expect("count");
+    assert_eq!(
+        count.payload.args,
+        Some(vec![Value::UInt(1)]),
+        "only the healthy subscriber is left"
+    );
+    stop(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_realm_is_aborted_with_no_such_realm() {
     let (node, addr) = start("", "").await;
     for realm in ["realm2", "not a uri", "wampmesh.nope"] {

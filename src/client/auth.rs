@@ -1,40 +1,17 @@
 //! The client side of ticket and WAMP-CRA authentication: answering a CHALLENGE.
 //!
-//! `derive_key` and `compute_signature` duplicate the router's helpers in
-//! `router/auth.rs` until those land; one copy should then go.
-
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+//! The WAMP-CRA primitives are the router's (`router/auth.rs`), re-exported here for users.
 
 use super::error::ClientError;
 use super::ClientAuth;
 use crate::wamp::{Dict, Value};
 
+pub use crate::router::auth::{compute_signature, derive_key};
+
 /// PBKDF2 iterations above this are refused: a router must not make a client burn seconds.
 const MAX_ITERATIONS: u64 = 1_000_000;
 /// Derived key lengths above this are refused (allocation bound).
 const MAX_KEYLEN: u64 = 1024;
-
-/// WAMP-CRA salted key: `base64(PBKDF2-HMAC-SHA256(secret, salt, iterations, keylen))`.
-/// The ASCII bytes of the returned string are the HMAC key, as in autobahn's `derive_key`.
-pub fn derive_key(secret: &str, salt: &str, iterations: u32, keylen: usize) -> String {
-    let mut key = vec![0u8; keylen];
-    pbkdf2::pbkdf2_hmac::<Sha256>(secret.as_bytes(), salt.as_bytes(), iterations, &mut key);
-    STANDARD.encode(key)
-}
-
-/// WAMP-CRA signature: `base64(HMAC-SHA256(key, challenge))`, standard base64 with padding.
-pub fn compute_signature(key: &[u8], challenge: &str) -> String {
-    // HMAC takes keys of any length (long keys are hashed), so this cannot fail.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC-SHA256 accepts keys of any length"),
-    };
-    mac.update(challenge.as_bytes());
-    STANDARD.encode(mac.finalize().into_bytes())
-}
 
 /// The AUTHENTICATE signature for a CHALLENGE, or why we cannot answer it.
 pub(super) fn answer_challenge(

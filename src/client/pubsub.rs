@@ -53,6 +53,12 @@ impl Subscription {
         self.events.recv().await
     }
 
+    /// Moves up to `limit` queued events into `events`, waiting for at least one; returns how
+    /// many (`limit` >= 1), 0 once the stream has ended. For consumers that want fewer wake-ups.
+    pub async fn next_batch(&mut self, events: &mut Vec<Event>, limit: usize) -> usize {
+        self.events.recv_many(events, limit).await
+    }
+
     /// Unsubscribes and waits for the router's UNSUBSCRIBED. Events already queued are lost.
     pub async fn unsubscribe(mut self) -> Result<(), ClientError> {
         self.done = true;

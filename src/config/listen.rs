@@ -102,6 +102,11 @@ pub struct ListenConfig {
     /// Largest message accepted, in bytes, 512..=16777216. Default 16 MiB (RawSocket's maximum).
     #[serde(default = "default_max_message_size")]
     pub max_message_size: usize,
+    /// Smallest receive maximum a client may announce in its RawSocket handshake, in bytes,
+    /// 512..=16777216; a client announcing less is refused with `7F 20 00 00` (maximum message
+    /// length unacceptable). Default 512: every client is accepted.
+    #[serde(default = "default_min_peer_message_size")]
+    pub min_peer_message_size: usize,
     /// `[listen.auth]`: accepted authentication methods. Absent = anonymous, role `anonymous`;
     /// present but empty = every HELLO is refused.
     #[serde(default = "AuthConfig::anonymous_default")]
@@ -146,6 +151,9 @@ fn default_serializers() -> Vec<Serializer> {
 fn default_max_message_size() -> usize {
     MAX_MESSAGE_SIZE_LIMIT
 }
+fn default_min_peer_message_size() -> usize {
+    MIN_MESSAGE_SIZE
+}
 fn default_handshake_timeout_ms() -> u64 {
     10_000
 }
@@ -173,6 +181,7 @@ impl ListenConfig {
             address: address.into(),
             serializers: default_serializers(),
             max_message_size: default_max_message_size(),
+            min_peer_message_size: default_min_peer_message_size(),
             auth: AuthConfig::anonymous_default(),
             handshake_timeout_ms: default_handshake_timeout_ms(),
             max_streams: default_max_streams(),
@@ -197,6 +206,15 @@ impl ListenConfig {
                 format!(
                     "{} is out of range {MIN_MESSAGE_SIZE}..={MAX_MESSAGE_SIZE_LIMIT}",
                     self.max_message_size
+                ),
+            ));
+        }
+        if !(MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE_LIMIT).contains(&self.min_peer_message_size) {
+            return Err(invalid(
+                format!("{key}.min_peer_message_size"),
+                format!(
+                    "{} is out of range {MIN_MESSAGE_SIZE}..={MAX_MESSAGE_SIZE_LIMIT}",
+                    self.min_peer_message_size
                 ),
             ));
         }

@@ -174,10 +174,13 @@ impl<'de> Deserialize<'de> for SlowConsumerPolicy {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Sessions open at once on this node (clients and link sessions). Default 100000.
+    /// Connections (each one session) open at once on this node over all listeners: clients
+    /// and incoming link sessions; the node's own in-process sessions are not counted. One
+    /// over the limit is answered `7F 40 00 00` after its handshake request. Default 100000.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
-    /// Connections open at once from one IP address. Default 10000.
+    /// Connections (QUIC: streams) open at once from one IP address; peer nodes proven by
+    /// their certificate are not counted. Answered like `max_sessions`. Default 10000.
     #[serde(default = "default_max_connections_per_address")]
     pub max_connections_per_address: usize,
     /// Messages queued for one session before `slow_consumer` applies. Default 4096.

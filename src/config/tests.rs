@@ -144,6 +144,9 @@ fn defaults_fill_an_almost_empty_file() {
     let listen = &config.listen[0];
     assert_eq!(listen.serializers.len(), 3);
     assert_eq!(listen.handshake_timeout_ms, 10_000);
+    assert_eq!(listen.min_peer_message_size, 512);
+    assert_eq!(config.limits.max_sessions, 100_000);
+    assert_eq!(config.limits.max_connections_per_address, 10_000);
     assert_eq!(listen.stream_receive_window, 256 * 1024);
     assert_eq!(listen.auth.methods(), ["anonymous"]);
     assert_eq!(config.node.id, "node1");
@@ -276,6 +279,11 @@ fn value_errors_are_named() {
         "transport = \"tcp\"\nmax_message_size = 100",
     );
     assert_fails(&big, "listen[0].max_message_size", "out of range");
+    let min_peer = MINIMAL.replace(
+        "transport = \"tcp\"",
+        "transport = \"tcp\"\nmin_peer_message_size = 256",
+    );
+    assert_fails(&min_peer, "listen[0].min_peer_message_size", "out of range");
     let twice = MINIMAL.replace(
         "transport = \"tcp\"",
         "transport = \"tcp\"\nserializers = [\"cbor\", \"cbor\"]",

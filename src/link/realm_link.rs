@@ -154,10 +154,9 @@ impl RealmLink {
         let mut attempt: u32 = 0;
         loop {
             self.lock_status().state = LinkState::Connecting;
-            let reason = tokio::select! {
-                _ = stop.cancelled() => "link stopped".to_owned(),
-                reason = self.connect_and_carry(&stop, &mut attempt) => reason,
-            };
+            // Not raced against `stop`: the shuttle watches it and closes in order (both
+            // sessions leave, so calls in flight get an error); dropping it would leave them open.
+            let reason = self.connect_and_carry(&stop, &mut attempt).await;
             let event = LinkEvent::Down { peer: self.spec.peer.clone(), realm: self.spec.realm.clone(), reason: reason.clone() };
             tracing::info!(peer = %self.spec.peer, realm = %self.spec.realm, %reason, "realm link down");
             {
@@ -184,17 +183,13 @@ impl RealmLink {
 
     /// One life of the link; returns why it ended.
     async fn connect_and_carry(&self, stop: &CancellationToken, attempt: &mut u32) -> String {
-        let remote = match self.join_peer().await {
-            Ok(remote) => remote,
-            Err(e) => return e,
+        let sides = tokio::select! {
+            _ = stop.cancelled() => return "link stopped".to_owned(),
+            sides = self.connect() => sides,
         };
-        let local = match self.join_local().await {
-            Ok(local) => local,
+        let (local, remote) = match sides {
+            Ok(sides) => sides,
             Err(e) => return e,
-        };
-        let (local, remote) = match (Side::attach(local).await, Side::attach(remote).await) {
-            (Ok(l), Ok(r)) => (l, r),
-            (Err(e), _) | (_, Err(e)) => return format!("attaching the link channel failed: {e}"),
         };
         *attempt = 0;
         {
@@ -215,6 +210,16 @@ impl RealmLink {
             peer.streams_open.fetch_sub(1, Ordering::Relaxed);
         }
         reason
+    }
+
+    /// Joins the realm on the peer and locally and attaches both sides to the link channel.
+    async fn connect(&self) -> Result<(Side, Side), String> {
+        let remote = self.join_peer().await?;
+        let local = self.join_local().await?;
+        match (Side::attach(local).await, Side::attach(remote).await) {
+            (Ok(l), Ok(r)) => Ok((l, r)),
+            (Err(e), _) | (_, Err(e)) => Err(format!("attaching the link channel failed: {e}")),
+        }
     }
 
     /// Opens the byte stream to the peer and joins the realm there as `rlink`.

@@ -84,9 +84,11 @@ pub async fn run(mut local: Side, mut remote: Side, counters: Arc<LinkCounters>,
             closed = remote.session.closed() => break format!("peer session closed: {}", closed.reason()),
         }
     };
-    // Calls in flight end with an error from the closing sessions, not silence.
-    let _ = local.session.leave(reason::CLOSE_NORMAL).await;
-    let _ = remote.session.leave(reason::CLOSE_NORMAL).await;
+    // Calls in flight end with an error from the closing sessions, not silence. A peer that
+    // no longer answers must not hold the stop up (its QUIC idle timeout can be long).
+    let leave = std::time::Duration::from_secs(2);
+    let _ = tokio::time::timeout(leave, local.session.leave(reason::CLOSE_NORMAL)).await;
+    let _ = tokio::time::timeout(leave, remote.session.leave(reason::CLOSE_NORMAL)).await;
     calls.close();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), calls.wait()).await;
     reason

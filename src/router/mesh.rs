@@ -280,6 +280,25 @@ impl Mesh {
         out
     }
 
+    /// The neighbor through which `origin` is reached, if it is known.
+    pub fn route_to(&self, origin: &str) -> Option<SessionId> {
+        self.known.get(origin).and_then(Known::route).map(|(via, _)| via)
+    }
+
+    /// Origins reached through `link` that advertise interest `uri` with `policy` (the nodes
+    /// a call handed to that link is meant for).
+    pub fn origins_via(&self, link: SessionId, uri: &str, policy: MatchPolicy) -> Vec<String> {
+        let mut origins: Vec<String> = self
+            .known
+            .values()
+            .filter(|k| k.route().is_some_and(|(via, _)| via == link))
+            .filter(|k| k.ad.interest.iter().any(|i| i.uri == uri && i.policy == policy))
+            .map(|k| k.ad.origin.clone())
+            .collect();
+        origins.sort();
+        origins
+    }
+
     /// Records a forwarded publication; false if it was seen before (drop it).
     pub fn first_sighting(&mut self, origin: &str, publication: u64) -> bool {
         let key = (origin.to_owned(), publication);

@@ -6,14 +6,18 @@
 //!   the realm answers with fixed ids and then talks to it through them;
 //! - channel EVENT / PUBLISH bodies are `{type: "ia" | "unreachable" | "publish", ...}`;
 //! - a forwarded publication: `{type: "publish", topic, publication, origin, path, options, publisher?}`;
-//! - a forwarded call: CALL options `_wampmesh = {path, caller?}`; INVOCATION details to a link
-//!   carry `procedure` and `_wampmesh = {path, caller?}`.
+//! - a forwarded call: CALL options `_wampmesh = {path, caller?, targets?}`; INVOCATION details
+//!   to a link carry `procedure` and `_wampmesh = {path, caller?, targets}`. `targets` lists the
+//!   origins behind that link which registered the procedure: the next node hands the call only
+//!   to callees leading to them (its own, if it is one), so a call follows its sender's route
+//!   and shared registrations are not skewed by detours through other nodes.
 //!
 //! `path` lists the node ids a message has visited, origin first.
 
 use std::collections::{BTreeSet, HashSet};
 
 use crate::wamp::id::MAX_ID;
+use crate::wamp::uri::MatchPolicy;
 use crate::wamp::{Dict, Id, Message, Payload, SessionId, Value};
 
 use super::broker::Relay;
@@ -178,8 +182,7 @@ impl Realm {
         let mut path = path_of(mesh.as_ref());
         path.push(self.mesh.node.clone());
         let original_caller = mesh.as_ref().and_then(|m| m.get("caller")).and_then(Value::as_dict).cloned();
-        let avoid: Vec<SessionId> =
-            self.mesh.neighbors().filter(|(_, n)| path.contains(&n.peer)).map(|(s, _)| *s).collect();
+        let avoid = self.callees_to_avoid(&procedure, &path, mesh.as_ref());
         let first = out.deliveries.len();
         self.dealer.handle_call_avoiding(caller, request, options, procedure.clone(), payload, now, &avoid, out);
         for delivery in &mut out.deliveries[first..] {
@@ -198,7 +201,10 @@ impl Realm {
                     .iter()
                     .filter_map(|k| details.get(*k).map(|v| (k.to_string(), v.clone())))
                     .collect();
-                let mut mesh = crate::dict! { "path" => path.iter().map(|p| Value::from(p.as_str())).collect::<Vec<_>>() };
+                let mut mesh = crate::dict! {
+                    "path" => path.iter().map(|p| Value::from(p.as_str())).collect::<Vec<_>>(),
+                    "targets" => self.targets_via(delivery.to, registration),
+                };
                 if !caller_identity.is_empty() {
                     mesh.insert("caller".into(), caller_identity.into());
                 }
@@ -211,6 +217,37 @@ impl Realm {
             let rewritten = Message::Invocation { request: *request, registration, details, payload: payload.clone() };
             delivery.message = crate::wamp::SharedMessage::new(rewritten);
         }
+    }
+
+    /// Callees a call must skip: links back along its path and, for a forwarded call, callees
+    /// leading to none of the nodes its sender meant it for (`targets`). If no callee leads to
+    /// a target (routes changed meanwhile), only the path is avoided.
+    fn callees_to_avoid(&self, procedure: &str, path: &[String], mesh: Option<&Dict>) -> Vec<SessionId> {
+        let mut avoid: Vec<SessionId> =
+            self.mesh.neighbors().filter(|(_, n)| path.contains(&n.peer)).map(|(s, _)| *s).collect();
+        let Some(targets) = mesh.and_then(|m| m.get("targets")).and_then(Value::as_list) else { return avoid };
+        let targets: Vec<&str> = targets.iter().filter_map(Value::as_str).collect();
+        let Some(id) = self.dealer.registration_match(procedure) else { return avoid };
+        let callees = self.dealer.registration_callees(id).unwrap_or_default();
+        let usable: Vec<SessionId> = callees.into_iter().filter(|s| !avoid.contains(s)).collect();
+        let on_target = |s: SessionId| match self.mesh.is_neighbor(s) {
+            true => targets.iter().any(|t| self.mesh.route_to(t) == Some(s)),
+            false => targets.contains(&self.mesh.node.as_str()),
+        };
+        let off: Vec<SessionId> = usable.iter().copied().filter(|s| !on_target(*s)).collect();
+        if off.len() < usable.len() {
+            avoid.extend(off);
+        }
+        avoid
+    }
+
+    /// The origins behind `link` that registered what `registration` is: a call's targets there.
+    fn targets_via(&self, link: SessionId, registration: Id) -> Vec<Value> {
+        let Some(details) = self.dealer.registration_get(registration) else { return Vec::new() };
+        let uri = details.get("uri").and_then(Value::as_str);
+        let policy = MatchPolicy::parse(details.get("match").and_then(Value::as_str));
+        let (Some(uri), Some(policy)) = (uri, policy) else { return Vec::new() };
+        self.mesh.origins_via(link, uri, policy).into_iter().map(Value::from).collect()
     }
 
     /// Meta events since `first` are published; interest changes are advertised.

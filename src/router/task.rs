@@ -21,16 +21,33 @@ pub struct SessionOutbound {
     pub queue: mpsc::Sender<Arc<SharedMessage>>,
     /// Cancelled by the realm when the session must close (its queue overflowed).
     pub kill: CancellationToken,
-    /// Events dropped for this session because its queue was full.
+    /// Where events dropped because this session's queue was full are counted: a counter of
+    /// its own, or one shared by many sessions (a node shares its metrics counter).
     pub dropped: Arc<AtomicU64>,
 }
 
 /// Commands from sessions to their realm.
 #[derive(Debug)]
 pub enum RealmCommand {
-    Join { info: SessionInfo, outbound: SessionOutbound, reply: oneshot::Sender<Result<(), JoinError>> },
-    Message { session: SessionId, message: Message },
-    Leave { session: SessionId },
+    Join {
+        info: SessionInfo,
+        outbound: SessionOutbound,
+        reply: oneshot::Sender<Result<(), JoinError>>,
+    },
+    Message {
+        session: SessionId,
+        message: Message,
+    },
+    Leave {
+        session: SessionId,
+    },
+    /// The node is shutting down: every session leaves the routing state, callees first, so
+    /// that each call in flight is answered (ERROR `wamp.error.canceled` to its caller), and the
+    /// realm takes no new sessions. The reply comes once those answers are in the callers'
+    /// queues; sessions then flush their queues and say GOODBYE. Repeating it does nothing.
+    Quiesce {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A cheap, clonable handle to a running realm.
@@ -50,9 +67,25 @@ impl RealmHandle {
         self.commands.send(command).await.map_err(|_| RealmStopped)
     }
 
-    pub async fn join(&self, info: SessionInfo, outbound: SessionOutbound) -> Result<Result<(), JoinError>, RealmStopped> {
+    pub async fn join(
+        &self,
+        info: SessionInfo,
+        outbound: SessionOutbound,
+    ) -> Result<Result<(), JoinError>, RealmStopped> {
         let (reply, answer) = oneshot::channel();
-        self.send(RealmCommand::Join { info, outbound, reply }).await?;
+        self.send(RealmCommand::Join {
+            info,
+            outbound,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| RealmStopped)
+    }
+
+    /// See [`RealmCommand::Quiesce`]; returns once the realm has answered every call in flight.
+    pub async fn quiesce(&self) -> Result<(), RealmStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.send(RealmCommand::Quiesce { reply }).await?;
         answer.await.map_err(|_| RealmStopped)
     }
 }
@@ -65,15 +98,24 @@ pub fn spawn_realm(
     cancel: CancellationToken,
 ) -> RealmHandle {
     let (commands, rx) = mpsc::channel(4096);
-    let handle = RealmHandle { name: realm.name.as_str().into(), commands };
+    let handle = RealmHandle {
+        name: realm.name.as_str().into(),
+        commands,
+    };
     tracker.spawn(run(realm, rx, policy, cancel));
     handle
 }
 
-async fn run(mut realm: Realm, mut rx: mpsc::Receiver<RealmCommand>, policy: SlowConsumerPolicy, cancel: CancellationToken) {
+async fn run(
+    mut realm: Realm,
+    mut rx: mpsc::Receiver<RealmCommand>,
+    policy: SlowConsumerPolicy,
+    cancel: CancellationToken,
+) {
     let mut sessions: HashMap<SessionId, SessionOutbound> = HashMap::new();
     let mut batch = Vec::with_capacity(256);
     let mut out = Outbox::default();
+    let mut quiesced = false;
     tracing::debug!(realm = %realm.name, "realm started");
     loop {
         let deadline = realm.poll_timeout();
@@ -87,6 +129,8 @@ async fn run(mut realm: Realm, mut rx: mpsc::Receiver<RealmCommand>, policy: Slo
                 let now = Now::read();
                 for command in batch.drain(..) {
                     match command {
+                        // A dropped reply tells the session the realm has stopped.
+                        RealmCommand::Join { .. } if quiesced => {}
                         RealmCommand::Join { info, outbound, reply } => {
                             let id = info.id;
                             let result = realm.join(info, &mut out);
@@ -100,6 +144,14 @@ async fn run(mut realm: Realm, mut rx: mpsc::Receiver<RealmCommand>, policy: Slo
                             sessions.remove(&session);
                             realm.leave(session, &mut out);
                         }
+                        RealmCommand::Quiesce { reply } => {
+                            if !quiesced {
+                                quiesced = true;
+                                leave_all(&mut realm, &mut out);
+                                deliver(&mut out, &sessions, policy);
+                            }
+                            let _ = reply.send(());
+                        }
                     }
                 }
             }
@@ -110,6 +162,32 @@ async fn run(mut realm: Realm, mut rx: mpsc::Receiver<RealmCommand>, policy: Slo
     tracing::debug!(realm = %realm.name, "realm stopped");
 }
 
+/// Every session leaves the realm, the callees of registrations first, so that the calls they
+/// serve are answered to callers that are still there.
+fn leave_all(realm: &mut Realm, out: &mut Outbox) {
+    let mut callees = std::collections::BTreeSet::new();
+    for ids in realm.dealer.registration_list().values() {
+        let ids = ids.as_list().map(Vec::as_slice).unwrap_or_default();
+        for id in ids
+            .iter()
+            .filter_map(crate::wamp::Value::as_u64)
+            .filter_map(crate::wamp::Id::new)
+        {
+            callees.extend(realm.dealer.registration_callees(id).unwrap_or_default());
+        }
+    }
+    let mut rest: Vec<SessionId> = realm
+        .sessions
+        .keys()
+        .filter(|s| !callees.contains(s))
+        .copied()
+        .collect();
+    rest.sort_unstable();
+    for session in callees.into_iter().chain(rest) {
+        realm.leave(session, out);
+    }
+}
+
 async fn sleep_until(deadline: Option<std::time::Instant>) {
     if let Some(deadline) = deadline {
         tokio::time::sleep_until(deadline.into()).await;
@@ -117,10 +195,16 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 }
 
 /// Hands every delivery to its session's queue; never waits.
-fn deliver(out: &mut Outbox, sessions: &HashMap<SessionId, SessionOutbound>, policy: SlowConsumerPolicy) {
+fn deliver(
+    out: &mut Outbox,
+    sessions: &HashMap<SessionId, SessionOutbound>,
+    policy: SlowConsumerPolicy,
+) {
     out.meta.clear();
     for delivery in out.deliveries.drain(..) {
-        let Some(session) = sessions.get(&delivery.to) else { continue };
+        let Some(session) = sessions.get(&delivery.to) else {
+            continue;
+        };
         match session.queue.try_send(delivery.message) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(message)) => {

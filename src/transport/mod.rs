@@ -2,6 +2,7 @@
 //! `unbind` stops accepting and frees the port at once while existing connections go on,
 //! `drain` waits for them up to a deadline, `abort` ends what is left.
 
+pub mod admission;
 pub mod quic;
 pub mod tcp;
 pub mod tls;
@@ -21,7 +22,11 @@ use crate::session::SessionContext;
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("cannot bind {transport} listener on {address}: {source}")]
-    Bind { transport: &'static str, address: String, source: std::io::Error },
+    Bind {
+        transport: &'static str,
+        address: String,
+        source: std::io::Error,
+    },
     #[error("transport {0} is not supported yet")]
     Unsupported(&'static str),
     #[error("tls: {0}")]
@@ -42,11 +47,20 @@ pub struct Listener {
 
 impl Listener {
     /// Binds the endpoint of `config` and starts accepting; each connection runs a session.
-    pub async fn bind(config: &ListenConfig, tls: &NodeTls, ctx: SessionContext) -> Result<Listener, TransportError> {
+    pub async fn bind(
+        config: &ListenConfig,
+        tls: &NodeTls,
+        ctx: SessionContext,
+    ) -> Result<Listener, TransportError> {
         let stop_accepting = CancellationToken::new();
         let connections = TaskTracker::new();
         let abort = CancellationToken::new();
-        let accept = Accept { ctx, connections: connections.clone(), stop: stop_accepting.clone(), abort: abort.clone() };
+        let accept = Accept {
+            ctx,
+            connections: connections.clone(),
+            stop: stop_accepting.clone(),
+            abort: abort.clone(),
+        };
         let (transport, local_addr, task) = match config.transport {
             TransportKind::Tcp => tcp::bind(&config.address, accept).await?,
             TransportKind::Unix => unix::bind(&config.address, accept).await?,
@@ -84,7 +98,9 @@ impl Listener {
     /// Waits until every connection has ended, or the deadline passed (returns false then).
     pub async fn drain(&self, deadline: Duration) -> bool {
         self.connections.close();
-        tokio::time::timeout(deadline, self.connections.wait()).await.is_ok()
+        tokio::time::timeout(deadline, self.connections.wait())
+            .await
+            .is_ok()
     }
 
     /// Ends every remaining connection now.
@@ -117,7 +133,11 @@ impl Accept {
         let ctx = self.ctx.clone();
         let abort = self.abort.clone();
         self.connections.spawn(async move {
-            let peer = transport.get("peer").and_then(|p| p.as_str()).unwrap_or("").to_owned();
+            let peer = transport
+                .get("peer")
+                .and_then(|p| p.as_str())
+                .unwrap_or("")
+                .to_owned();
             tokio::select! {
                 result = crate::session::serve(reader, writer, transport, ctx) => {
                     if let Err(end) = result {
@@ -140,24 +160,44 @@ pub struct NodeTls {
 
 impl NodeTls {
     /// From `[tls]`, or a self-signed certificate for `node_id` when there is none.
-    pub fn from_config(config: Option<&crate::config::TlsConfig>, node_id: &str) -> Result<NodeTls, TransportError> {
+    pub fn from_config(
+        config: Option<&crate::config::TlsConfig>,
+        node_id: &str,
+    ) -> Result<NodeTls, TransportError> {
         let err = |e: tls::TlsError| TransportError::Tls(e.to_string());
         match config {
             Some(c) => Ok(NodeTls {
                 identity: tls::Identity::load(&c.cert, &c.key).map_err(err)?,
-                ca: c.ca.as_deref().map(tls::load_certs).transpose().map_err(err)?,
+                ca: c
+                    .ca
+                    .as_deref()
+                    .map(tls::load_certs)
+                    .transpose()
+                    .map_err(err)?,
             }),
-            None => Ok(NodeTls { identity: tls::Identity::self_signed(&[node_id, "localhost"]).map_err(err)?, ca: None }),
+            None => Ok(NodeTls {
+                identity: tls::Identity::self_signed(&[node_id, "localhost"]).map_err(err)?,
+                ca: None,
+            }),
         }
     }
 
     /// The rustls server config of a listener (client certificates required if it says so).
-    pub fn server_config(&self, listen: &ListenConfig, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, TransportError> {
+    pub fn server_config(
+        &self,
+        listen: &ListenConfig,
+        alpn: &[&[u8]],
+    ) -> Result<rustls::ServerConfig, TransportError> {
         let client_ca = match (listen.require_client_cert, &self.ca) {
             (false, _) => None,
             (true, Some(ca)) => Some(ca.as_slice()),
-            (true, None) => return Err(TransportError::Tls("require_client_cert needs [tls] ca".into())),
+            (true, None) => {
+                return Err(TransportError::Tls(
+                    "require_client_cert needs [tls] ca".into(),
+                ))
+            }
         };
-        tls::server_config(&self.identity, client_ca, alpn).map_err(|e| TransportError::Tls(e.to_string()))
+        tls::server_config(&self.identity, client_ca, alpn)
+            .map_err(|e| TransportError::Tls(e.to_string()))
     }
 }

@@ -6,8 +6,15 @@ use tokio::task::JoinHandle;
 use super::{Accept, TransportError};
 
 /// Binds `address` and starts the accept loop.
-pub async fn bind(address: &str, accept: Accept) -> Result<(&'static str, String, JoinHandle<()>), TransportError> {
-    let fail = |source| TransportError::Bind { transport: "tcp", address: address.to_owned(), source };
+pub async fn bind(
+    address: &str,
+    accept: Accept,
+) -> Result<(&'static str, String, JoinHandle<()>), TransportError> {
+    let fail = |source| TransportError::Bind {
+        transport: "tcp",
+        address: address.to_owned(),
+        source,
+    };
     let listener = TcpListener::bind(address).await.map_err(fail)?;
     let local = listener.local_addr().map_err(fail)?.to_string();
     let local_addr = local.clone();

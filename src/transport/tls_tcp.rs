@@ -147,6 +147,7 @@ mod tests {
             transport: "tls",
             serializers: vec![crate::wamp::Serializer::Json],
             max_message_size: 1 << 20,
+            min_peer_message_size: 512,
             auth: Default::default(),
             handshake_timeout,
             hello_timeout: handshake_timeout,
@@ -159,6 +160,8 @@ mod tests {
             settings: Arc::new(settings),
             realms: Default::default(),
             shutdown: CancellationToken::new(),
+            admission: Default::default(),
+            metrics: Default::default(),
         };
         Accept {
             ctx,

@@ -6,9 +6,19 @@ use tokio::task::JoinHandle;
 use super::{Accept, TransportError};
 
 /// Binds the socket path (removing a stale socket file first) and starts the accept loop.
-pub async fn bind(path: &str, accept: Accept) -> Result<(&'static str, String, JoinHandle<()>), TransportError> {
-    let fail = |source| TransportError::Bind { transport: "unix", address: path.to_owned(), source };
-    if std::fs::symlink_metadata(path).map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())).unwrap_or(false) {
+pub async fn bind(
+    path: &str,
+    accept: Accept,
+) -> Result<(&'static str, String, JoinHandle<()>), TransportError> {
+    let fail = |source| TransportError::Bind {
+        transport: "unix",
+        address: path.to_owned(),
+        source,
+    };
+    if std::fs::symlink_metadata(path)
+        .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+        .unwrap_or(false)
+    {
         std::fs::remove_file(path).map_err(fail)?;
     }
     let listener = UnixListener::bind(path).map_err(fail)?;

@@ -98,7 +98,13 @@ permissions = [{{ uri = "", match = "prefix", call = true, register = true, publ
 
 /// Starts an in-process node with TCP and QUIC listeners on port 0 and no configured links.
 pub async fn start_node(certs: &Path, id: &str) -> Node {
-    let config = Config::from_toml_str(&node_toml(certs, id, 0, 0, &[])).expect("node config");
+    start_node_on(certs, id, 0).await
+}
+
+/// Like `start_node`, with QUIC on `quic_port` (so that a restarted node is found again).
+pub async fn start_node_on(certs: &Path, id: &str, quic_port: u16) -> Node {
+    let config =
+        Config::from_toml_str(&node_toml(certs, id, 0, quic_port, &[])).expect("node config");
     Node::start(config)
         .await
         .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"))
@@ -299,4 +305,115 @@ pub fn kw(pairs: Vec<(&str, Value)>) -> Payload {
     let mut payload = Payload::default();
     payload.kwargs = Some(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
     payload
+}
+
+/// A subscription whose events are collected in the background.
+pub struct Collector {
+    events: std::sync::Arc<std::sync::Mutex<Vec<wampmesh::client::Event>>>,
+    stop:
+        Option<tokio::sync::oneshot::Sender<tokio::sync::oneshot::Sender<Result<(), ClientError>>>>,
+}
+
+impl Collector {
+    pub async fn subscribe(session: &Session, topic: &str, options: Dict) -> Collector {
+        let mut subscription = session
+            .subscribe(topic, options)
+            .await
+            .unwrap_or_else(|e| panic!("subscribe {topic}: {e}"));
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&events);
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<
+            tokio::sync::oneshot::Sender<Result<(), ClientError>>,
+        >();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    event = subscription.next() => match event {
+                        Some(event) => sink.lock().unwrap_or_else(|p| p.into_inner()).push(event),
+                        None => return,
+                    },
+                    reply = &mut stopped => {
+                        let outcome = subscription.unsubscribe().await;
+                        if let Ok(reply) = reply {
+                            let _ = reply.send(outcome);
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+        Collector {
+            events,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn events(&self) -> Vec<wampmesh::client::Event> {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Events whose kwargs have `key`, by that value (`u64`).
+    pub fn numbered(&self, key: &str) -> Vec<u64> {
+        self.events()
+            .iter()
+            .filter_map(|e| kwargs(&e.payload).get(key).and_then(Value::as_u64))
+            .collect()
+    }
+
+    /// Unsubscribes and waits for the router's answer.
+    pub async fn unsubscribe(mut self) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(reply);
+        }
+        answer
+            .await
+            .expect("collector task alive")
+            .expect("unsubscribe");
+    }
+}
+
+/// Publishes `{probe: n}` on `topic` from `publisher` until `collector` has a probe: the
+/// subscription's interest has reached the publisher's node. Panics after `timeout`.
+pub async fn probe_until_delivered(
+    publisher: &Session,
+    topic: &str,
+    collector: &Collector,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    let mut n: u64 = 0;
+    loop {
+        n += 1;
+        let payload = kw(vec![("probe", n.into())]);
+        publisher
+            .publish(topic, payload, wampmesh::dict! { "acknowledge" => true })
+            .await
+            .expect("probe publish");
+        let round = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < round {
+            if !collector.numbered("probe").is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no probe on {topic} delivered within {timeout:?}"
+        );
+    }
+}
+
+/// Waits until UDP `port` on 127.0.0.1 can be bound again (a stopped QUIC endpoint releases
+/// its socket once its connections are closed); returns how long that took.
+pub async fn wait_udp_port_free(port: u16, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    wait_until(&format!("udp port {port} free"), timeout, || {
+        std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    started.elapsed()
 }

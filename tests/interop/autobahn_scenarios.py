@@ -1,20 +1,32 @@
 #!/usr/bin/env python3
 """Interop scenarios: the real autobahn-python client (asyncio, RawSocket over TCP) against a
-running wampmesh node.
+running wampmesh node, or against two linked nodes with the parties split between them.
 
-Run by tests/interop_autobahn.rs with the pinned venv from tests/interop/requirements.txt:
+Run by tests/interop_autobahn.rs (one node) and tests/interop_autobahn_mesh.rs (two linked
+nodes) with the pinned venv from tests/interop/requirements.txt:
 
     python autobahn_scenarios.py --port 8080 --serializer cbor            # every scenario
     python autobahn_scenarios.py --port 8080 --serializer json --scenario rpc --scenario auth
+    python autobahn_scenarios.py --port 8080 --port2 8081 --serializer msgpack   # two nodes
     python autobahn_scenarios.py --selftest                               # no router needed
+
+With `--port2` the parties of a scenario are split across the two nodes (node1 = --port,
+node2 = --port2): subscribers on node2 and publishers on node1, callees on node2 and callers on
+node1, shared registrations with a callee on each node. The per-node scenarios (session-level
+features: auth, meta, errors, component) run once on each node, as `<scenario>@node1` and
+`<scenario>@node2`. A `mesh` check runs first: interest crosses the link both ways. Interest
+needs a moment to cross a link after SUBSCRIBE/REGISTER; the scenarios wait for it
+deterministically (acknowledged probe publications until one arrives; calls of a barrier
+procedure until they stop failing with no_such_procedure), never by sleeping. Without
+`--port2` both "nodes" are the one node and every wait returns at once.
 
 It prints one line per check, `PASS [<serializer>] <scenario>: <check>` or
 `FAIL [<serializer>] <scenario>: <check> -- <detail>`, then a summary line, and exits 0 only if
 every check passed (1 if any failed, 2 on bad usage).
 
-The node must be configured as in tests/interop_autobahn.rs: realm `realm1`, anonymous role
-`anonymous`, ticket principal alice/secret-ticket, WAMP-CRA users bob (unsalted) and carol
-(salt "salt123", 1000 iterations, keylen 32), all allowed everything.
+The node (each node) must be configured as in tests/interop_autobahn.rs: realm `realm1`,
+anonymous role `anonymous`, ticket principal alice/secret-ticket, WAMP-CRA users bob (unsalted)
+and carol (salt "salt123", 1000 iterations, keylen 32), all allowed everything.
 
 Two things autobahn-python no longer exposes are added on the wire here, on purpose:
 * `disclose_me` (PUBLISH/CALL option, spec "publisher/caller identification"): autobahn >= 20
@@ -33,6 +45,7 @@ import json
 import sys
 import time
 import traceback
+import uuid
 
 import txaio
 
@@ -66,7 +79,15 @@ SCENARIO_TIMEOUT = 30.0
 MAX_ID = 2**53
 VERBOSE = False
 
+# Two linked nodes (--port2): which node a party joins. With one node both are that node.
+NODE1, NODE2 = 0, 1
+PROPAGATION_TIMEOUT = 10.0  # interest crossing an up link; a miss fails the scenario
+LINK_UP_TIMEOUT = 20.0  # the first crossing, while the link may still be coming up
+RETRY_INTERVAL = 0.02
+PROBE = "__wampmesh_probe__"  # first argument of probe events (kept out of Events.items)
+
 CANCELED = "wamp.error.canceled"
+NO_SUCH_PROCEDURE = "wamp.error.no_such_procedure"
 NOT_AUTHORIZED_REASONS = {"wamp.error.not_authorized", "wamp.error.authentication_failed"}
 
 # ---------------------------------------------------------------------------------------------
@@ -191,22 +212,33 @@ class Client(ApplicationSession):
 class Context:
     """Per-run settings plus the sessions opened by the current scenario (closed after it)."""
 
-    def __init__(self, port, serializer):
-        self.port = port
+    def __init__(self, port, serializer, port2=None):
+        self.ports = (port, port if port2 is None else port2)
+        self.mesh = port2 is not None
         self.serializer = serializer
         self.passed = 0
         self.failed = 0
+        self.barriers = 0
+        self.run_id = uuid.uuid4().hex[:8]  # keeps barrier URIs apart between runs
         self._open = []
 
-    async def open(self, authmethods=None, authid=None, on_challenge=None, realm=REALM):
-        """Connects and joins; raises JoinRefused on ABORT."""
+    @property
+    def port(self):
+        return self.ports[NODE1]
+
+    @staticmethod
+    def label(node):
+        return f"node{node + 1}"
+
+    async def open(self, authmethods=None, authid=None, on_challenge=None, realm=REALM, node=NODE1):
+        """Connects to `node` and joins; raises JoinRefused on ABORT."""
         loop = asyncio.get_running_loop()
         session = Client(realm, authmethods, authid, on_challenge)
         factory = WampRawSocketClientFactory(
             lambda: session, serializer=SERIALIZERS[self.serializer]()
         )
         transport, _ = await asyncio.wait_for(
-            loop.create_connection(factory, HOST, self.port), WAIT_TIMEOUT
+            loop.create_connection(factory, HOST, self.ports[node]), WAIT_TIMEOUT
         )
         self._open.append((session, transport))
         try:
@@ -313,8 +345,12 @@ class Events:
 
     def __init__(self):
         self.items = []
+        self.probes = []  # events published by `until_delivered`, not looked at by checks
 
     def __call__(self, *args, details=None, **kwargs):
+        if args and args[0] == PROBE:
+            self.probes.append(list(args))
+            return
         self.items.append((list(args), kwargs, details))
 
     def args(self):
@@ -325,6 +361,63 @@ class Events:
 
 
 DETAILS = SubscribeOptions(details=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# waiting for interest to cross a router link (two nodes; with one node they return at once)
+
+
+class NotPropagated(Exception):
+    """Interest did not reach the other node in time (fails the scenario)."""
+
+
+async def until_delivered(publisher, topic, *receivers, timeout=PROPAGATION_TIMEOUT):
+    """Publishes acknowledged probe events to `topic` until every one of `receivers` (Events of
+    subscriptions matching `topic`, possibly on another node) has got one. Events from one
+    publisher arrive in order, so publications after this reach those subscriptions. Returns the
+    number of probes sent."""
+    deadline = time.monotonic() + timeout
+    sent = 0
+    while True:
+        sent += 1
+        await asyncio.wait_for(
+            publisher.publish(topic, PROBE, sent, options=PublishOptions(acknowledge=True)),
+            ANSWER_TIMEOUT,
+        )
+        if await wait_until(lambda: all(r.probes for r in receivers), 2.5 * RETRY_INTERVAL):
+            return sent
+        if time.monotonic() >= deadline:
+            raise NotPropagated(f"no probe event on {topic} after {sent} acknowledged publications")
+
+
+async def until_routed(ctx, callee, caller, timeout=PROPAGATION_TIMEOUT):
+    """Waits until what `callee`'s node advertised so far is known at `caller`'s node: `callee`
+    registers a fresh barrier procedure and `caller` calls it until the call stops failing with
+    no_such_procedure. A node advertises its whole interest (subscriptions and registrations)
+    as one versioned snapshot, in order, so everything registered or subscribed on `callee`'s
+    node before the barrier is routed too. Returns the number of calls made."""
+    ctx.barriers += 1
+    procedure = f"com.example.barrier.{ctx.run_id}.{ctx.barriers}"
+    registration = await callee.register(lambda: "barrier", procedure)
+    deadline = time.monotonic() + timeout
+    calls = 0
+    try:
+        while True:
+            calls += 1
+            try:
+                await asyncio.wait_for(caller.call(procedure), ANSWER_TIMEOUT)
+                return calls
+            except ApplicationError as error:
+                if error.error != NO_SUCH_PROCEDURE:
+                    raise NotPropagated(f"barrier {procedure}: {error.error} {list(error.args)}")
+            if time.monotonic() >= deadline:
+                raise NotPropagated(f"{procedure} still unknown after {calls} calls in {timeout}s")
+            await asyncio.sleep(RETRY_INTERVAL)
+    finally:
+        try:
+            await asyncio.wait_for(registration.unregister(), ANSWER_TIMEOUT)
+        except Exception:  # noqa: BLE001 - the barrier's own clean-up; the callee may be gone
+            pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,24 +432,25 @@ async def scenario_session(ctx, c):
     c.equal("authmethod anonymous", details.authmethod, "anonymous")
     c.equal("authrole anonymous", details.authrole, "anonymous")
     c.equal("negotiated serializer", session.negotiated_serializer(), ctx.serializer)
-    aborted = await ctx.refused(realm="no.such.realm")
+    aborted = await ctx.refused(realm="no.such.realm", node=NODE2)
     c.equal(
         "joining an unknown realm is aborted with wamp.error.no_such_realm",
         aborted.reason if aborted else "joined",
         "wamp.error.no_such_realm",
     )
-    other = await ctx.open()
+    other = await ctx.open(node=NODE2)
     c.check("two sessions get different ids", other.session_id != session.session_id)
 
 
 async def scenario_pubsub(ctx, c):
     topic = "com.example.pubsub"
-    pub, s1, s2 = await ctx.open(), await ctx.open(), await ctx.open()
+    pub, s1, s2 = await ctx.open(), await ctx.open(node=NODE2), await ctx.open(node=NODE2)
     events = {"pub": Events(), "s1": Events(), "s2": Events()}
     for name, session in (("pub", pub), ("s1", s1), ("s2", s2)):
         subscription = await session.subscribe(events[name], topic, options=DETAILS)
         c.is_id(f"{name} subscribe returns a subscription id", subscription.id)
     s2_subscription = subscription
+    await until_delivered(pub, topic, events["s1"], events["s2"])
 
     publication = await pub.publish(
         topic, 1, "two", color="red", n=3, options=PublishOptions(acknowledge=True)
@@ -383,6 +477,7 @@ async def scenario_pubsub(ctx, c):
     DISCLOSE_ME_URIS.add(disclosed_topic)
     disclosed = Events()
     await s1.subscribe(disclosed, disclosed_topic, options=DETAILS)
+    await until_delivered(pub, disclosed_topic, disclosed)
     await pub.publish(disclosed_topic, "who", options=PublishOptions(acknowledge=True))
     got = await wait_until(lambda: disclosed.items)
     c.equal(
@@ -417,10 +512,11 @@ async def scenario_pubsub(ctx, c):
 
     # authid/authrole lists need distinct, known identities: alice joins with a ticket.
     alice = await ctx.open(
-        authmethods=["ticket"], authid="alice", on_challenge=lambda ch: "secret-ticket"
+        authmethods=["ticket"], authid="alice", on_challenge=lambda ch: "secret-ticket", node=NODE2
     )
     alice_events = Events()
     await alice.subscribe(alice_events, topic, options=DETAILS)
+    await until_delivered(pub, topic, alice_events)
     for e in events.values():
         e.items.clear()
     await pub.publish(topic, "only-alice", options=PublishOptions(acknowledge=True, eligible_authid=["alice"]))
@@ -445,10 +541,12 @@ async def scenario_pubsub(ctx, c):
 
 
 async def scenario_patterns(ctx, c):
-    sub, pub = await ctx.open(), await ctx.open()
+    sub, pub = await ctx.open(node=NODE2), await ctx.open()
     prefix_events, wildcard_events = Events(), Events()
     await sub.subscribe(prefix_events, "com.example.", options=SubscribeOptions(match="prefix", details=True))
     await sub.subscribe(wildcard_events, "com..create", options=SubscribeOptions(match="wildcard", details=True))
+    await until_delivered(pub, "com.example.probe", prefix_events)
+    await until_delivered(pub, "com.probe.create", wildcard_events)
     ack = PublishOptions(acknowledge=True)
     await pub.publish("com.example.a.b", "p", options=ack)
     await pub.publish("com.user.delete", "w-no", options=ack)
@@ -469,6 +567,7 @@ async def scenario_patterns(ctx, c):
     # One event per matching subscription: an exact one on the same topic gets its own copy.
     exact_events = Events()
     await sub.subscribe(exact_events, "com.example.a.b", options=DETAILS)
+    await until_delivered(pub, "com.example.a.b", exact_events)
     prefix_events.items.clear()
     await pub.publish("com.example.a.b", "twice", options=ack)
     got = await wait_until(lambda: exact_events.items and prefix_events.items)
@@ -476,7 +575,7 @@ async def scenario_patterns(ctx, c):
             and exact_events.args() == [["twice"]] and prefix_events.args() == [["twice"]],
             f"exact={exact_events.args()} prefix={prefix_events.args()}")
 
-    callee, caller = await ctx.open(), await ctx.open()
+    callee, caller = await ctx.open(node=NODE2), await ctx.open()
 
     def which(label):
         return lambda *args, details=None, **kwargs: [label, details.procedure]
@@ -486,6 +585,7 @@ async def scenario_patterns(ctx, c):
     await callee.register(which("wildcard"), "com..run",
                           options=RegisterOptions(match="wildcard", details=True))
     await callee.register(which("exact"), "com.example.proc.exact", options=RegisterOptions(details=True))
+    await until_routed(ctx, callee, caller)
     c.equal("prefix registration gets the call with details.procedure",
             await caller.call("com.example.proc.x.y"), ["prefix", "com.example.proc.x.y"])
     c.equal("wildcard registration gets the call with details.procedure",
@@ -497,7 +597,7 @@ async def scenario_patterns(ctx, c):
 
 
 async def scenario_rpc(ctx, c):
-    callee, caller = await ctx.open(), await ctx.open()
+    callee, caller = await ctx.open(node=NODE2), await ctx.open()
 
     def echo(*args, **kwargs):
         return CallResult(*args, **kwargs)
@@ -518,6 +618,7 @@ async def scenario_rpc(ctx, c):
     await callee.register(whoami, "com.example.whoami", options=RegisterOptions(details=True))
     await callee.register(whoami, "com.example.whoami_disclosed", options=RegisterOptions(details=True))
     DISCLOSE_ME_URIS.add("com.example.whoami_disclosed")
+    await until_routed(ctx, callee, caller)
 
     c.equal("call with positional args returns the result", await caller.call("com.example.add", 2, 3), 5)
     result = await caller.call("com.example.echo", 1, "two", flag=True, nested={"list": [1, 2]})
@@ -548,7 +649,7 @@ async def scenario_rpc(ctx, c):
 
 
 async def scenario_progressive(ctx, c):
-    callee, caller = await ctx.open(), await ctx.open()
+    callee, caller = await ctx.open(node=NODE2), await ctx.open()
     seen = {}
 
     async def countdown(n, details=None):
@@ -560,6 +661,7 @@ async def scenario_progressive(ctx, c):
         return "done"
 
     await callee.register(countdown, "com.example.countdown", options=RegisterOptions(details=True))
+    await until_routed(ctx, callee, caller)
     progress = []
     progress_count_at_result = []
 
@@ -582,7 +684,7 @@ async def scenario_progressive(ctx, c):
 
 
 async def scenario_cancel(ctx, c):
-    callee, caller = await ctx.open(), await ctx.open()
+    callee, caller = await ctx.open(node=NODE2), await ctx.open()
     started = collections.defaultdict(asyncio.Event)
     interrupted = collections.defaultdict(asyncio.Event)
     finished = collections.defaultdict(asyncio.Event)
@@ -598,6 +700,7 @@ async def scenario_cancel(ctx, c):
         return "finished"
 
     await callee.register(slow, "com.example.slow")
+    await until_routed(ctx, callee, caller)
 
     async def start(tag, seconds=30):
         future = caller.call("com.example.slow", tag, seconds)
@@ -640,7 +743,7 @@ async def scenario_cancel(ctx, c):
             await caller.call("com.example.slow", "after", 0), "finished")
 
     # 5. the callee leaves while the call is pending -> wamp.error.canceled.
-    leaving = await ctx.open()
+    leaving = await ctx.open(node=NODE2)
     leaving_started = asyncio.Event()
 
     async def hang():
@@ -651,6 +754,7 @@ async def scenario_cancel(ctx, c):
             return None
 
     await leaving.register(hang, "com.example.hang")
+    await until_routed(ctx, leaving, caller)
     future = caller.call("com.example.hang")
     await asyncio.wait_for(leaving_started.wait(), WAIT_TIMEOUT)
     leaving.leave()
@@ -659,13 +763,14 @@ async def scenario_cancel(ctx, c):
 
 
 async def scenario_timeout(ctx, c):
-    callee, caller = await ctx.open(), await ctx.open()
+    callee, caller = await ctx.open(node=NODE2), await ctx.open()
 
     async def slow(seconds):
         await asyncio.sleep(seconds)
         return "finished"
 
     await callee.register(slow, "com.example.slow")
+    await until_routed(ctx, callee, caller)
     began = time.monotonic()
     # CALL.Options.timeout is in milliseconds on the wire; autobahn sends the number unchanged.
     error = await call_error(caller.call("com.example.slow", 5, options=CallOptions(timeout=200)))
@@ -677,20 +782,29 @@ async def scenario_timeout(ctx, c):
 
 
 async def scenario_shared(ctx, c):
-    a, b, caller = await ctx.open(), await ctx.open(), await ctx.open()
+    # Two nodes: callee a and the caller on node1, callee b (and far_caller) on node2.
+    a, b, caller = await ctx.open(), await ctx.open(node=NODE2), await ctx.open()
+    far_caller = await ctx.open(node=NODE2)
 
     rr = RegisterOptions(invoke="roundrobin")
     await a.register(lambda: "a", "com.example.shared", options=rr)
     await b.register(lambda: "b", "com.example.shared", options=rr)
+    await until_routed(ctx, b, caller)
     results = [await caller.call("com.example.shared") for _ in range(4)]
     c.check("roundrobin: 4 calls alternate between the two callees",
             sorted(results[:2]) == ["a", "b"] and results[2:] == results[:2], repr(results))
 
     first = RegisterOptions(invoke="first")
     await a.register(lambda: "a", "com.example.first", options=first)
+    # a's registration is known on node2 before b registers there: a is first everywhere.
+    await until_routed(ctx, a, far_caller)
     await b.register(lambda: "b", "com.example.first", options=first)
+    await until_routed(ctx, b, caller)
     results = [await caller.call("com.example.first") for _ in range(4)]
     c.equal("first: every call goes to the first registrant", results, ["a"] * 4)
+    results = [await far_caller.call("com.example.first") for _ in range(4)]
+    c.equal("first: calls made where the second callee is go to the first registrant too",
+            results, ["a"] * 4)
 
     # The spec names no URI for this; Crossbar and autobahn use the second one.
     c.error_uri("a different invoke policy on the same URI is refused",
@@ -720,19 +834,22 @@ def wampcra_signer(secret, record):
     return on_challenge
 
 
-async def scenario_auth(ctx, c):
-    alice = await ctx.open(authmethods=["ticket"], authid="alice", on_challenge=lambda ch: "secret-ticket")
+async def scenario_auth(ctx, c, node=NODE1):
+    alice = await ctx.open(node=node, authmethods=["ticket"], authid="alice",
+                           on_challenge=lambda ch: "secret-ticket")
     d = alice.details
     c.equal("ticket: alice joins as authid alice, role user, method ticket",
             (d.authid, d.authrole, d.authmethod), ("alice", "user", "ticket"))
     c.equal("ticket: the router asked for a ticket", [ch.method for ch in alice.challenges], ["ticket"])
-    refused = await ctx.refused(authmethods=["ticket"], authid="alice", on_challenge=lambda ch: "wrong")
+    refused = await ctx.refused(node=node, authmethods=["ticket"], authid="alice",
+                                on_challenge=lambda ch: "wrong")
     c.check("ticket: a wrong ticket is refused with ABORT",
             refused is not None and refused.reason in NOT_AUTHORIZED_REASONS,
             "joined" if refused is None else f"ABORT {refused.reason}")
 
     record = {}
-    bob = await ctx.open(authmethods=["wampcra"], authid="bob", on_challenge=wampcra_signer("bob-secret", record))
+    bob = await ctx.open(node=node, authmethods=["wampcra"], authid="bob",
+                         on_challenge=wampcra_signer("bob-secret", record))
     d = bob.details
     c.equal("wampcra: bob joins as authid bob, role user, method wampcra",
             (d.authid, d.authrole, d.authmethod), ("bob", "user", "wampcra"))
@@ -752,7 +869,7 @@ async def scenario_auth(ctx, c):
             record.get("signature"), record.get("autobahn_signature"))
 
     record = {}
-    carol = await ctx.open(authmethods=["wampcra"], authid="carol",
+    carol = await ctx.open(node=node, authmethods=["wampcra"], authid="carol",
                            on_challenge=wampcra_signer("carol-secret", record))
     extra = record.get("extra", {})
     c.equal("wampcra salted: carol joins as authid carol, role user",
@@ -760,20 +877,24 @@ async def scenario_auth(ctx, c):
     c.equal("wampcra salted: challenge carries salt, iterations, keylen",
             (extra.get("salt"), extra.get("iterations"), extra.get("keylen")), ("salt123", 1000, 32))
 
-    refused = await ctx.refused(authmethods=["wampcra"], authid="bob",
+    refused = await ctx.refused(node=node, authmethods=["wampcra"], authid="bob",
                                 on_challenge=wampcra_signer("not-bobs-secret", {}))
     c.check("wampcra: a wrong secret is refused with ABORT",
             refused is not None and refused.reason in NOT_AUTHORIZED_REASONS,
             "joined" if refused is None else f"ABORT {refused.reason}")
-    refused = await ctx.refused(authmethods=["wampcra"], authid="carol",
+    refused = await ctx.refused(node=node, authmethods=["wampcra"], authid="carol",
                                 on_challenge=wampcra_signer("carol-secret-wrong", {}))
     c.check("wampcra salted: a wrong secret is refused with ABORT",
             refused is not None and refused.reason in NOT_AUTHORIZED_REASONS,
             "joined" if refused is None else f"ABORT {refused.reason}")
 
 
-async def scenario_meta(ctx, c):
-    s1, s2 = await ctx.open(), await ctx.open()
+async def scenario_meta(ctx, c, node=NODE1):
+    # The meta API describes one node: with two nodes this runs once per node, every session on
+    # that node, and with URIs of its own (a registration left on the other node by the previous
+    # run would make REGISTER fail until its withdrawal has crossed the link).
+    base = f"com.example.meta.{ctx.label(node)}" if ctx.mesh else "com.example.meta"
+    s1, s2 = await ctx.open(node=node), await ctx.open(node=node)
     count = await s1.call("wamp.session.count")
     c.check("wamp.session.count >= 2 with two sessions in", isinstance(count, int) and count >= 2, repr(count))
     listed = await s1.call("wamp.session.list")
@@ -783,30 +904,38 @@ async def scenario_meta(ctx, c):
     c.check("wamp.session.get returns the session's details",
             isinstance(got, dict) and got.get("session") == s2.session_id
             and got.get("authrole") == "anonymous", repr(got))
+    if ctx.mesh:
+        elsewhere = await ctx.open(node=NODE2 if node == NODE1 else NODE1)
+        listed = await s1.call("wamp.session.list")
+        c.check("wamp.session.list does not list a session of the other node",
+                isinstance(listed, list) and elsewhere.session_id not in listed, repr(listed))
+        c.error_uri("wamp.session.get of a session of the other node: no_such_session",
+                    await call_error(s1.call("wamp.session.get", elsewhere.session_id)),
+                    "wamp.error.no_such_session")
 
-    topic = "com.example.meta.topic"
+    topic = f"{base}.topic"
     subscription = await s2.subscribe(lambda *a, **k: None, topic)
-    prefix_subscription = await s2.subscribe(lambda *a, **k: None, "com.example.meta.",
+    prefix_subscription = await s2.subscribe(lambda *a, **k: None, f"{base}.",
                                              options=SubscribeOptions(match="prefix"))
     c.equal("wamp.subscription.lookup finds the subscription",
             await s1.call("wamp.subscription.lookup", topic), subscription.id)
     c.equal("wamp.subscription.lookup with match=prefix",
-            await s1.call("wamp.subscription.lookup", "com.example.meta.", {"match": "prefix"}),
+            await s1.call("wamp.subscription.lookup", f"{base}.", {"match": "prefix"}),
             prefix_subscription.id)
     c.equal("wamp.subscription.lookup of an unknown topic is null",
-            await s1.call("wamp.subscription.lookup", "com.example.meta.none"), None)
+            await s1.call("wamp.subscription.lookup", f"{base}.none"), None)
 
-    procedure = "com.example.meta.proc"
+    procedure = f"{base}.proc"
     registration = await s2.register(lambda: None, procedure)
     c.equal("wamp.registration.lookup finds the registration",
             await s1.call("wamp.registration.lookup", procedure), registration.id)
     c.equal("wamp.registration.lookup of an unknown procedure is null",
-            await s1.call("wamp.registration.lookup", "com.example.meta.none"), None)
+            await s1.call("wamp.registration.lookup", f"{base}.none"), None)
 
     joins, leaves = Events(), Events()
     await s1.subscribe(joins, "wamp.session.on_join", options=DETAILS)
     await s1.subscribe(leaves, "wamp.session.on_leave", options=DETAILS)
-    s3 = await ctx.open()
+    s3 = await ctx.open(node=node)
 
     def joined_s3():
         return [a[0] for a in joins.args() if a and isinstance(a[0], dict)
@@ -823,7 +952,7 @@ async def scenario_meta(ctx, c):
     c.check("wamp.session.on_leave fires with the leaving session's id", got, repr(leaves.args()))
 
 
-async def scenario_errors(ctx, c):
+async def scenario_errors(ctx, c, node=NODE1):
     # A fresh session per request: a router that drops the connection on a bad URI fails only
     # that check (and the "session survives" one), not the rest.
     requests = [
@@ -837,7 +966,7 @@ async def scenario_errors(ctx, c):
         ("subscribe to 'bad uri'", lambda s: s.subscribe(lambda: None, "bad uri")),
     ]
     for name, request in requests:
-        s = await ctx.open()
+        s = await ctx.open(node=node)
         with client_uri_check_disabled():
             error = await call_error(lambda: request(s))
         c.error_uri(f"{name}: wamp.error.invalid_uri", error, "wamp.error.invalid_uri")
@@ -846,7 +975,7 @@ async def scenario_errors(ctx, c):
         c.check(f"{name}: the session goes on", "success" in str(published), repr(published))
 
 
-async def run_component(ctx, work, authentication=None):
+async def run_component(ctx, work, authentication=None, node=NODE1):
     """Runs autobahn's high-level Component with the documented RawSocket transport dict, awaits
     `work(session)` from its "join" event, then stops it. Returns (SessionDetails, work's result).
 
@@ -858,7 +987,7 @@ async def run_component(ctx, work, authentication=None):
     outcome = loop.create_future()
     transport = {
         "type": "rawsocket",
-        "url": f"rs://{HOST}:{ctx.port}",
+        "url": f"rs://{HOST}:{ctx.ports[node]}",
         "serializer": ctx.serializer,
         "max_retries": 0,
     }
@@ -885,7 +1014,7 @@ async def run_component(ctx, work, authentication=None):
             pass
 
 
-async def scenario_component(ctx, c):
+async def scenario_component(ctx, c, node=NODE1):
     async def work(session):
         seen = {}
         await session.register(lambda a, b: a * b, "com.example.component.mul")
@@ -899,7 +1028,7 @@ async def scenario_component(ctx, c):
         seen["events"] = events.args()
         return seen
 
-    details, seen = await run_component(ctx, work)
+    details, seen = await run_component(ctx, work, node=node)
     c.equal("Component with {'type': 'rawsocket', 'url': 'rs://...'} joins anonymously",
             details.authrole, "anonymous")
     c.equal("Component: register + call", seen.get("product"), 42)
@@ -909,11 +1038,24 @@ async def scenario_component(ctx, c):
     async def nothing(session):
         return None
 
-    details, _ = await run_component(ctx, nothing, {"ticket": {"authid": "alice", "ticket": "secret-ticket"}})
+    details, _ = await run_component(
+        ctx, nothing, {"ticket": {"authid": "alice", "ticket": "secret-ticket"}}, node)
     c.equal("Component ticket authentication (alice)", (details.authid, details.authrole), ("alice", "user"))
-    details, _ = await run_component(ctx, nothing, {"wampcra": {"authid": "carol", "secret": "carol-secret"}})
+    details, _ = await run_component(
+        ctx, nothing, {"wampcra": {"authid": "carol", "secret": "carol-secret"}}, node)
     c.equal("Component salted WAMP-CRA through autobahn's AuthWampCra (carol)",
             (details.authid, details.authrole), ("carol", "user"))
+
+
+async def scenario_mesh(ctx, c):
+    """Two nodes only: the link is up and interest crosses it both ways."""
+    n1, n2 = await ctx.open(node=NODE1), await ctx.open(node=NODE2)
+    for callee, caller, there, here in ((n2, n1, "node2", "node1"), (n1, n2, "node1", "node2")):
+        try:
+            calls = await until_routed(ctx, callee, caller, timeout=LINK_UP_TIMEOUT)
+            c.check(f"a registration on {there} is called from {here} (after {calls} call(s))", True)
+        except NotPropagated as error:
+            c.check(f"a registration on {there} is called from {here}", False, str(error))
 
 
 SCENARIOS = {
@@ -932,12 +1074,22 @@ SCENARIOS = {
 }
 
 
+# With two nodes these run once on each node (what they check belongs to one node's sessions).
+PER_NODE_SCENARIOS = {"auth", "meta", "errors", "component"}
+
+
 async def run_scenarios(ctx, names):
     txaio.config.loop = asyncio.get_running_loop()
+    runs = [("mesh", scenario_mesh, {})] if ctx.mesh else []
     for name in names:
-        checks = Checks(ctx, name)
+        if ctx.mesh and name in PER_NODE_SCENARIOS:
+            runs += [(f"{name}@{ctx.label(n)}", SCENARIOS[name], {"node": n}) for n in (NODE1, NODE2)]
+        else:
+            runs.append((name, SCENARIOS[name], {}))
+    for label, scenario, kwargs in runs:
+        checks = Checks(ctx, label)
         try:
-            await asyncio.wait_for(SCENARIOS[name](ctx, checks), SCENARIO_TIMEOUT)
+            await asyncio.wait_for(scenario(ctx, checks, **kwargs), SCENARIO_TIMEOUT)
         except asyncio.TimeoutError:
             checks.check("scenario finished", False, f"timed out after {SCENARIO_TIMEOUT}s")
         except Exception as error:  # noqa: BLE001 - any escape is a failed check
@@ -1003,6 +1155,9 @@ def selftest():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, help="RawSocket TCP port of the node on 127.0.0.1")
+    parser.add_argument("--port2", type=int,
+                        help="RawSocket TCP port of a second node linked to the first: the "
+                             "parties of each scenario are split across the two")
     parser.add_argument("--serializer", choices=sorted(SERIALIZERS), default="cbor")
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS) + ["all"],
                         help="repeatable; default: all")
@@ -1021,7 +1176,7 @@ def main():
             parser.error("--port is required unless --selftest")
         names = args.scenario or ["all"]
         names = list(SCENARIOS) if "all" in names else list(dict.fromkeys(names))
-        ctx = Context(args.port, args.serializer)
+        ctx = Context(args.port, args.serializer, args.port2)
         asyncio.run(run_scenarios(ctx, names))
 
     total = ctx.passed + ctx.failed

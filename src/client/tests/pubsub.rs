@@ -125,6 +125,15 @@ async fn events_arrive_in_order_and_revocation_ends_the_stream() {
         let event = sub.next().await.unwrap();
         assert_eq!((event.publication, event.payload), (id(n), ints(&[n])));
     }
+    for n in 101..=103 {
+        router.send(event(5, n, ints(&[n]))).await;
+    }
+    let mut batch = Vec::new();
+    while batch.len() < 3 {
+        assert!(sub.next_batch(&mut batch, 10).await > 0);
+    }
+    let publications: Vec<u64> = batch.iter().map(|e| e.publication.get()).collect();
+    assert_eq!(publications, [101, 102, 103]);
     let details = Some(dict! { "subscription" => 5u64, "reason" => "wamp.close.killed" });
     router
         .send(Message::Unsubscribed {
