@@ -474,11 +474,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             kill,
             _gauge: ctx.metrics.session_joined(&realm),
         };
-        self.send(&Message::Welcome {
-            session,
-            details: welcome,
-        })
-        .await?;
+        let mut welcome = Message::Welcome { session, details: welcome };
+        let fits = self.serializer.encode(&welcome).is_ok_and(|b| b.len() <= self.out.max_send());
+        if let (false, Message::Welcome { details, .. }) = (fits, &mut welcome) {
+            // A client that accepts only tiny messages gets the roles without feature lists.
+            let bare = crate::dict! { "features" => Dict::new() };
+            details.insert("roles".into(), Value::Dict(crate::dict! { "broker" => bare.clone(), "dealer" => bare }));
+            details.remove("agent");
+        }
+        self.send(&welcome).await?;
         tracing::debug!(%session, realm = %realm, "session joined");
         Ok(joined)
     }
@@ -550,6 +554,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                     let message = message?;
                     match message {
                         Message::Goodbye { .. } => {
+                            // The realm forgets the session before the client hears back, so
+                            // nobody sees it after its GOODBYE is answered.
+                            let _ = realm.send(RealmCommand::Leave { session }).await;
                             self.send(&goodbye(reason::GOODBYE_AND_OUT)).await?;
                             return Ok(());
                         }

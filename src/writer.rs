@@ -48,6 +48,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         Ok(())
     }
 
+    /// The largest payload the peer accepts.
+    pub fn max_send(&self) -> usize {
+        self.codec.max_send
+    }
+
     /// Bytes waiting to be written.
     pub fn pending(&self) -> usize {
         self.staging.len() + self.chunks.iter().map(Bytes::len).sum::<usize>()

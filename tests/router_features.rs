@@ -749,7 +749,6 @@ async fn meta_procedures_over_the_wire() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: GOODBYE is answered before the realm is told the session left (src/session.rs)"]
 async fn a_session_that_left_is_gone_once_its_goodbye_is_answered() {
     let (node, addr) = start("").await;
     let staying = join(&addr, Serializer::Json).await;

@@ -484,7 +484,6 @@ async fn router_never_sends_more_than_the_client_announced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: JSON WELCOME is 622 bytes; a client announcing 512 is dropped silently (src/session.rs)"]
 async fn json_client_announcing_512_bytes_can_join() {
     let (node, addr) = start("", "").await;
     let mut raw = open_small(&addr, Serializer::Json).await;

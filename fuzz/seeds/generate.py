@@ -1,4 +1,5 @@
 # Writes the seed corpora for the wampmesh fuzz targets (fuzz/seeds/<target>/).
+# Usage: python3 fuzz/seeds/generate.py fuzz/seeds   (needs the msgpack and cbor2 packages)
 import os, sys, json, msgpack, cbor2, struct
 root = sys.argv[1]
 def w(target, name, data):
@@ -61,7 +62,10 @@ def script(mode, ser, lines):
         if isinstance(l, bytes):
             out.append(l)
         else:
-            out.append(ser(l))
+            enc = ser(l)
+            if b"\n" in enc:
+                raise SystemExit(f"seed line {l!r} encodes with a newline byte; change it")
+            out.append(enc)
     data = bytes([mode]) + b"\n".join(out)
     return data
 jsn = lambda m: json.dumps(m, separators=(",", ":")).encode()
@@ -72,7 +76,7 @@ pubsub = [
  [16, 4, {"acknowledge": True, "exclude_me": False}, "com.t", [1, "x"], {"k": 1}],
  [16, 5, {"acknowledge": True, "eligible": [1], "exclude_authrole": ["a"]}, "com.t"],
  [34, 6, 1], [34, 7, 1], [16, 8, {"acknowledge": True}, "wamp.session.on_join"],
- [32, 9, {"match": "bogus"}, "com t"], [16, 10, {}, "com..bad"],
+ [32, 9, {"match": "bogus"}, "com t"], [16, 12, {}, "com..bad"],
 ]
 rpc = [
  [64, 1, {}, "com.add"], [64, 2, {"match": "prefix", "invoke": "roundrobin"}, "com."],

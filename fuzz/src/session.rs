@@ -11,7 +11,10 @@
 //! - a line is sent as one message frame, except `!p…` (PING with the rest), `!o…` (PONG),
 //!   `!r…` (the rest as raw bytes, no frame header), `!z` (let the router run) and `!s`
 //!   (node shutdown: the session must say GOODBYE).
+//!
+//! `WAMPMESH_FUZZ_TRACE=1` prints what the router sends.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,15 +27,19 @@ use wampmesh::rawsocket::{self, FrameCodec, FrameKind, MAX_LENGTH};
 use wampmesh::router::auth::{AnonymousConfig, AuthConfig};
 use wampmesh::router::authorize::Authorizer;
 use wampmesh::router::realm::Realm;
-use wampmesh::router::task::{spawn_realm, RealmHandle, SessionOutbound, SlowConsumerPolicy};
-use wampmesh::router::{RealmRegistry, SessionInfo};
+use wampmesh::router::task::{spawn_realm, RealmHandle, SlowConsumerPolicy};
+use wampmesh::router::RealmRegistry;
 use wampmesh::session::{ListenerSettings, SessionContext};
-use wampmesh::wamp::{Dict, Id, Message, Serializer};
+use wampmesh::wamp::{Dict, Message, Serializer};
 
 /// The realm the HELLO asks for.
 const REALM: &str = "com.fuzz.realm";
 /// Longest a run may take; a session still running then is left alone (it may keep running).
 const RUN_LIMIT: Duration = Duration::from_secs(5);
+/// Scheduler rounds without a new frame from the router after which it counts as idle.
+const QUIET_ROUNDS: u32 = 16;
+/// Most scheduler rounds one wait for the router may take.
+const SETTLE_LIMIT: u32 = 4096;
 
 thread_local! {
     static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
@@ -82,11 +89,12 @@ impl Mode {
 
     fn settings(self) -> ListenerSettings {
         let (outbound_queue, slow_consumer) =
-            if self.tight { (2, SlowConsumerPolicy::Close) } else { (64, SlowConsumerPolicy::Drop) };
+            if self.tight { (8, SlowConsumerPolicy::Close) } else { (64, SlowConsumerPolicy::Drop) };
         ListenerSettings {
             transport: "tcp",
             serializers: Serializer::ALL.to_vec(),
             max_message_size: 64 * 1024,
+            min_peer_message_size: wampmesh::config::MIN_MESSAGE_SIZE,
             auth: AuthConfig { anonymous: Some(AnonymousConfig::default()), ..AuthConfig::default() },
             handshake_timeout: Duration::from_secs(1),
             hello_timeout: Duration::from_secs(1),
@@ -125,14 +133,25 @@ async fn run(mode: Mode, script: &[u8]) {
     let realms = RealmRegistry::default();
     realms.insert(handle.clone());
     let shutdown = CancellationToken::new();
-    let ctx = SessionContext { settings: Arc::new(mode.settings()), realms, shutdown: shutdown.clone() };
+    let ctx = SessionContext {
+        settings: Arc::new(mode.settings()),
+        realms,
+        shutdown: shutdown.clone(),
+        admission: Arc::default(),
+        metrics: Arc::default(),
+    };
     let (client, server) = tokio::io::duplex(64 * 1024);
     let (server_read, server_write) = tokio::io::split(server);
     let (client_read, client_write) = tokio::io::split(client);
     let transport = wampmesh::dict! { "type" => "rawsocket", "protocol" => "tcp", "peer" => "127.0.0.1:40000" };
     let session = wampmesh::session::serve(server_read, server_write, transport, ctx);
+    let received = Cell::new(0);
     let everything = async {
-        tokio::join!(session, feed(client_write, mode, script, &shutdown), read_replies(client_read, mode))
+        tokio::join!(
+            session,
+            feed(client_write, mode, script, &shutdown, &received),
+            read_replies(client_read, mode, &received)
+        )
     };
     let _ = tokio::time::timeout(RUN_LIMIT, everything).await;
     assert_realm_alive(&handle).await;
@@ -141,8 +160,15 @@ async fn run(mode: Mode, script: &[u8]) {
     tracker.wait().await;
 }
 
-/// Writes the handshake, HELLO and the script, then closes our sending side.
-async fn feed<W: AsyncWrite + Unpin>(mut writer: W, mode: Mode, script: &[u8], shutdown: &CancellationToken) {
+/// Writes the handshake, HELLO and the script, lets the router answer, then closes our
+/// sending side (the session ends at once on end of stream).
+async fn feed<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mode: Mode,
+    script: &[u8],
+    shutdown: &CancellationToken,
+    received: &Cell<u64>,
+) {
     let mut out = rawsocket::handshake(mode.serializer, mode.client_max()).to_vec();
     let hello = mode.serializer.encode(&mode.hello()).expect("HELLO encodes");
     push_frame(&mut out, FrameKind::Message, &hello);
@@ -156,9 +182,7 @@ async fn feed<W: AsyncWrite + Unpin>(mut writer: W, mode: Mode, script: &[u8], s
                     return;
                 }
                 out.clear();
-                for _ in 0..16 {
-                    tokio::task::yield_now().await;
-                }
+                settle(received).await;
                 if line[1] == b's' {
                     shutdown.cancel();
                 }
@@ -166,8 +190,25 @@ async fn feed<W: AsyncWrite + Unpin>(mut writer: W, mode: Mode, script: &[u8], s
             _ => push_frame(&mut out, FrameKind::Message, line),
         }
     }
-    let _ = writer.write_all(&out).await;
+    if writer.write_all(&out).await.is_ok() {
+        settle(received).await;
+    }
     let _ = writer.shutdown().await;
+}
+
+/// Lets the session and the realm run until the router has sent nothing new for a while.
+async fn settle(received: &Cell<u64>) {
+    let (mut last, mut quiet) = (received.get(), 0);
+    for _ in 0..SETTLE_LIMIT {
+        tokio::task::yield_now().await;
+        if received.get() != last {
+            (last, quiet) = (received.get(), 0);
+        } else if quiet == QUIET_ROUNDS {
+            return;
+        } else {
+            quiet += 1;
+        }
+    }
 }
 
 fn push_frame(out: &mut Vec<u8>, kind: FrameKind, payload: &[u8]) {
@@ -177,7 +218,7 @@ fn push_frame(out: &mut Vec<u8>, kind: FrameKind, payload: &[u8]) {
 }
 
 /// Reads everything the router sends until it closes, checking it on the way.
-async fn read_replies<R: AsyncRead + Unpin>(mut reader: R, mode: Mode) {
+async fn read_replies<R: AsyncRead + Unpin>(mut reader: R, mode: Mode, received: &Cell<u64>) {
     let mut reply = [0u8; 4];
     if let Err(e) = reader.read_exact(&mut reply).await {
         panic!("router closed without answering a valid handshake: {e}");
@@ -196,6 +237,7 @@ async fn read_replies<R: AsyncRead + Unpin>(mut reader: R, mode: Mode) {
             },
             Err(e) => panic!("router sent a frame we did not allow: {e}"),
         };
+        received.set(received.get() + 1);
         if frame.kind != FrameKind::Message {
             continue;
         }
@@ -203,26 +245,23 @@ async fn read_replies<R: AsyncRead + Unpin>(mut reader: R, mode: Mode) {
             .serializer
             .decode(&frame.payload)
             .unwrap_or_else(|e| panic!("router sent a message it cannot decode itself: {e}"));
+        if trace() {
+            eprintln!("router -> {message:?}");
+        }
         assert!(welcomed || matches!(message, Message::Welcome { .. }), "valid HELLO answered with {message:?}");
         welcomed = true;
     }
     assert!(buffer.is_empty(), "router closed in the middle of a frame");
 }
 
-/// A panic in the realm task kills it quietly (tokio catches it): probe with a JOIN the realm
-/// must refuse, which also proves it handled everything sent before.
+/// `WAMPMESH_FUZZ_TRACE=1` prints every message the router sends (to read a crash input).
+fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("WAMPMESH_FUZZ_TRACE").is_some())
+}
+
+/// A panic in the realm task kills it quietly (tokio catches it): probe with QUIESCE, which the
+/// realm answers after everything sent before it (and which makes every session leave).
 async fn assert_realm_alive(realm: &RealmHandle) {
-    let probe = SessionInfo {
-        id: Id::new(1).expect("1 is an id"),
-        authid: "probe".into(),
-        authrole: "no-such-role".into(),
-        authmethod: "anonymous".into(),
-        authprovider: "fuzz".into(),
-        roles: Dict::new(),
-        transport: Dict::new(),
-    };
-    let (queue, _outbound) = tokio::sync::mpsc::channel(1);
-    let outbound = SessionOutbound { queue, kill: CancellationToken::new(), dropped: Arc::default() };
-    let answer = realm.join(probe, outbound).await;
-    assert!(answer.is_ok(), "the realm task died: it panicked on this input");
+    assert!(realm.quiesce().await.is_ok(), "the realm task died: it panicked on this input");
 }

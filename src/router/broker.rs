@@ -324,18 +324,23 @@ impl Filter {
         if self.exclude_session == Some(session) {
             return false;
         }
-        let id = session.get();
-        if self.exclude.as_ref().is_some_and(|s| s.contains(&id)) || self.eligible.as_ref().is_some_and(|s| !s.contains(&id)) {
-            return false;
-        }
+        let by_id = self.exclude.is_some() || self.eligible.is_some();
         let by_auth = self.exclude_authid.is_some()
             || self.eligible_authid.is_some()
             || self.exclude_authrole.is_some()
             || self.eligible_authrole.is_some();
-        if !by_auth {
+        if !by_id && !by_auth {
             return true;
         }
         let Some(info) = sessions.get(&session) else { return false };
+        // A router link carries the lists onward: the node where the subscribers are applies them.
+        if info.authrole == crate::router::mesh::LINK_ROLE {
+            return true;
+        }
+        let id = session.get();
+        if self.exclude.as_ref().is_some_and(|s| s.contains(&id)) || self.eligible.as_ref().is_some_and(|s| !s.contains(&id)) {
+            return false;
+        }
         let listed = |set: &Option<HashSet<String>>, value: &str| set.as_ref().map(|s| s.contains(value));
         listed(&self.exclude_authid, &info.authid) != Some(true)
             && listed(&self.eligible_authid, &info.authid) != Some(false)

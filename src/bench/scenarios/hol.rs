@@ -192,14 +192,7 @@ async fn run_once(
         warmup: Duration::from_millis(500),
         measure: duration,
     };
-    let bulk = load::pump(
-        &s.bulk,
-        &bulk_topic,
-        &body,
-        &s.bulk_count,
-        window,
-        epoch,
-    );
+    let bulk = load::pump(&s.bulk, &bulk_topic, &body, &s.bulk_count, window, epoch);
     let probe = async {
         // Start probing once the bulk flow has warmed up.
         tokio::time::sleep(window.warmup).await;
