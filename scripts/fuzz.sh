@@ -32,13 +32,17 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     exit 2
 fi
 
-build_args=(-s "$sanitizer")
+# Build every target once, then run the binaries: all targets test the same snapshot of the
+# tree, and no target's time goes into rebuilding.
 mkdir -p fuzz/artifacts
 echo "building fuzz targets (sanitizer: $sanitizer)..."
-if ! cargo +nightly fuzz build "${build_args[@]}" >fuzz/artifacts/build.log 2>&1; then
+if ! cargo +nightly fuzz build -s "$sanitizer" >fuzz/artifacts/build.log 2>&1; then
     echo "fuzz.sh: build failed, see fuzz/artifacts/build.log" >&2
     exit 2
 fi
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_odr_violation=0}
+triple=$(rustc +nightly -vV | sed -n 's/^host: //p')
+bin_dir="fuzz/target/$triple/release"
 
 # Per-input time limit (s): a session run may take up to 5 s of its own.
 input_timeout() { [ "$1" = session_frames ] && echo 30 || echo 10; }
@@ -50,16 +54,17 @@ for t in "${targets[@]}"; do
     log="fuzz/artifacts/$t.log"
     fuzz_args=(-max_total_time="$seconds" -timeout="$(input_timeout "$t")" -print_final_stats=1)
     case $t in json_decode | session_frames) fuzz_args+=(-dict=fuzz/dict/wamp.dict) ;; esac
-    cargo +nightly fuzz run "${build_args[@]}" "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- "${fuzz_args[@]}" >"$log" 2>&1
+    "$bin_dir/$t" -artifact_prefix="fuzz/artifacts/$t/" "${fuzz_args[@]}" \
+        "fuzz/corpus/$t" "fuzz/seeds/$t" >"$log" 2>&1
     status=$?
-    runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
+    runs=$(grep -oE 'stat::number_of_executed_units: +[0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$')
     [ -z "$runs" ] && runs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
-    rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
+    rate=$(grep -oE 'stat::average_exec_per_sec: +[0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$')
     if [ $status -eq 0 ]; then
         result="no crash"
     else
         crashed=1
-        artifact=$(grep -oE 'fuzz/artifacts/[^ ]+' "$log" | grep -v '\.log$' | tail -1)
+        artifact=$(grep -oE 'Test unit written to [^ ]+' "$log" | tail -1 | sed 's/.* //')
         result="CRASH (exit $status) ${artifact:-see $log}"
     fi
     printf '%-18s %12s %10s  %s\n' "$t" "${runs:-?}" "${rate:-?}" "$result"

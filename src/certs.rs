@@ -120,7 +120,7 @@ fn node_params(node: &str) -> Result<rcgen::CertificateParams, CertsError> {
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, node);
-    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.is_ca = rcgen::IsCa::NoCa;
     params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![
         rcgen::ExtendedKeyUsagePurpose::ServerAuth,

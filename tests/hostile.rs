@@ -30,6 +30,8 @@ const MAX_MESSAGE: usize = 65536;
 /// The hostile node's `max_connections_per_address`.
 const PER_ADDRESS: usize = 16;
 const PROTOCOL_VIOLATION: &str = "wamp.error.protocol_violation";
+/// The handshake reply of the hostile node to a JSON client: 64 KiB (L = 7), JSON.
+const ACCEPTED: [u8; 4] = [0x7F, 0x71, 0, 0];
 
 fn config() -> Config {
     let text = format!(
@@ -194,7 +196,12 @@ impl Raw {
     /// Connected, handshake done (JSON, 16 MiB).
     async fn open(addr: &str) -> Raw {
         let mut raw = Raw::connect(addr).await;
-        assert_eq!(raw.handshake([0x7F, 0xF1, 0, 0]).await, [0x7F, 0xF1, 0, 0]);
+        let reply = raw.handshake([0x7F, 0xF1, 0, 0]).await;
+        assert_eq!(
+            (reply[0], reply[1] & 0x0F),
+            (0x7F, 1),
+            "accepted: {reply:?}"
+        );
         raw
     }
 
@@ -486,7 +493,7 @@ async fn connection_flood_beyond_the_per_address_limit_gets_7f40() {
         for attempt in attempts {
             let (mut raw, reply) = attempt.await.expect("flood task");
             match reply {
-                [0x7F, 0xF1, 0, 0] => held.push(raw),
+                ACCEPTED => held.push(raw),
                 [0x7F, 0x40, 0, 0] => {
                     refused += 1;
                     raw.expect_closed().await;

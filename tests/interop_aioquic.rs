@@ -4,13 +4,11 @@
 //! streams on one connection, runs a RawSocket handshake and a WAMP session on each, subscribes
 //! on one and publishes 100 acknowledged events from the other, and checks they arrive in order.
 //!
-//! Two certificate setups:
-//! - `aioquic_two_sessions_on_one_connection`: a CA and node certificate made here with rcgen,
-//!   shaped like the mesh ones but without the explicit `cA: FALSE` (see the next test).
-//! - `aioquic_with_mesh_certificates`: the files `wampmesh certs` writes
-//!   (`wampmesh::certs::write_mesh_certs`). Ignored while the node certificate is not valid
-//!   DER: its BasicConstraints encodes the DEFAULT `cA: FALSE`, which Python's `cryptography`
-//!   (used by aioquic to verify) rejects with "Certificate extensions could not be parsed".
+//! The node's certificate and CA are the files `wampmesh certs` writes
+//! (`wampmesh::certs::write_mesh_certs`), so this also checks that they are strict DER that
+//! Python's `cryptography` (aioquic's verifier) accepts: a node certificate encoding the DEFAULT
+//! `cA: FALSE` in BasicConstraints is refused there ("Certificate extensions could not be
+//! parsed") although rustls takes it.
 //!
 //! A missing Python or aioquic is a test failure, never a skip.
 
@@ -55,48 +53,6 @@ permissions = [{{ uri = "", match = "prefix", call = true, register = true, publ
         key = file("node1.key"),
     );
     Config::from_toml_str(&text).unwrap_or_else(|e| panic!("test config: {e}"))
-}
-
-/// A CA and a `node1` certificate signed by it (CN node1; SANs node1, localhost, 127.0.0.1),
-/// as PEM files in `dir`. The node certificate carries no BasicConstraints at all.
-fn write_rcgen_certs(dir: &Path) {
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut ca = rcgen::CertificateParams::default();
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "aioquic interop CA");
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
-    ca.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
-
-    let names = ["node1", "localhost", "127.0.0.1"]
-        .map(str::to_owned)
-        .to_vec();
-    let mut node = rcgen::CertificateParams::new(names).expect("node params");
-    node.distinguished_name
-        .push(rcgen::DnType::CommonName, "node1");
-    node.is_ca = rcgen::IsCa::NoCa;
-    node.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    node.extended_key_usages = vec![
-        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    node.use_authority_key_identifier_extension = true;
-    let node_key = rcgen::KeyPair::generate().expect("node key");
-    let node_cert = node
-        .signed_by(&node_key, &ca_cert, &ca_key)
-        .expect("node certificate");
-
-    let write = |name: &str, text: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()))
-    };
-    write("ca.pem", ca_cert.pem());
-    write("node1.pem", node_cert.pem());
-    write("node1.key", node_key.serialize_pem());
 }
 
 /// Starts a node on the certificates in `cert_dir`, runs the aioquic script against its QUIC
@@ -150,16 +106,6 @@ async fn run_script_against_node(cert_dir: PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aioquic_two_sessions_on_one_connection() {
-    let dir = common::scratch_dir("aioquic-rcgen-certs");
-    write_rcgen_certs(&dir);
-    run_script_against_node(dir).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: src/certs.rs node_params sets rcgen::IsCa::ExplicitNoCa, so node certificates \
-            encode BasicConstraints with the DEFAULT cA=FALSE (30 03 01 01 00), which is not DER; \
-            aioquic (Python cryptography) refuses the server certificate"]
-async fn aioquic_with_mesh_certificates() {
     let dir = common::scratch_dir("aioquic-mesh-certs");
     wampmesh::certs::write_mesh_certs(&dir, &["node1".to_owned()]).expect("write mesh certs");
     run_script_against_node(dir).await;

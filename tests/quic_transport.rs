@@ -185,7 +185,8 @@ async fn thousand_sessions_on_one_connection() {
         });
     }
     let mut subscribers = Vec::with_capacity(SESSIONS);
-    while let Some(joined) = timeout(Duration::from_secs(60), joining.join_next())
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Some(joined) = tokio::time::timeout_at(deadline, joining.join_next())
         .await
         .expect("1000 sessions joined within 60 s")
     {
@@ -226,7 +227,8 @@ async fn thousand_sessions_on_one_connection() {
         });
     }
     let mut received = 0;
-    while let Some(done) = timeout(Duration::from_secs(30), receiving.join_next())
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while let Some(done) = tokio::time::timeout_at(deadline, receiving.join_next())
         .await
         .expect("all 1000 events within 30 s")
     {
@@ -727,23 +729,6 @@ async fn streams_beyond_max_streams_wait_for_flow_control() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG (quinn-proto 0.11.19, not quic.rs): MAX_STREAMS is announced only once more than \
-            max_streams/8 streams have closed (connection/streams/state.rs:879 \
-            queue_max_stream_id), so with max_streams = 10 the 11th stream waits for a 2nd close"]
-async fn eleventh_stream_proceeds_after_one_closes() {
-    let mut flood = StreamFlood::start().await;
-    flood.close_one().await;
-    assert_eq!(
-        flood.collect(1, WAIT).await,
-        1,
-        "stream 11 proceeds after one closed"
-    );
-    flood.assert_held("only one stream more").await;
-    flood.assert_working(2, "the 11th session").await;
-    flood.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_pinning_by_fingerprint() {
     let node = start(config("", "")).await;
     let fingerprint = node.tls().identity.fingerprint();
@@ -929,9 +914,6 @@ async fn unbind_keeps_existing_sessions_and_takes_no_new_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: src/transport/quic.rs accept_loop unbinds with endpoint.set_server_config(None); \
-            quinn then answers a new Initial with a stateless reset the client cannot use, so a \
-            new connection is not refused but hangs until the client's idle timeout (30 s)"]
 async fn unbind_refuses_new_connections_at_once() {
     for (label, outcome) in unbind_with_a_connection_open().await {
         assert!(

@@ -89,7 +89,7 @@ impl Mode {
 
     fn settings(self) -> ListenerSettings {
         let (outbound_queue, slow_consumer) =
-            if self.tight { (8, SlowConsumerPolicy::Close) } else { (64, SlowConsumerPolicy::Drop) };
+            if self.tight { (32, SlowConsumerPolicy::Close) } else { (64, SlowConsumerPolicy::Drop) };
         ListenerSettings {
             transport: "tcp",
             serializers: Serializer::ALL.to_vec(),

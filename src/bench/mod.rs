@@ -114,9 +114,15 @@ pub async fn run(scenario: &str, quick: bool, out: &Path) -> Result<(), Error> {
     for name in names {
         let started = Instant::now();
         eprintln!("bench: {name} ({})", if quick { "quick" } else { "full" });
+        let load_before = system::load_average();
         match scenarios::run(name, &ctx).await {
             Ok(mut result) => {
                 result.seconds = started.elapsed().as_secs_f64();
+                result.method.push(format!(
+                    "Machine load (1-minute load average, /proc/loadavg) before / after: {load_before:.2} / {:.2} on {} cores; above ~1, other processes competed for the CPU during the run.",
+                    system::load_average(),
+                    results.machine.nproc
+                ));
                 result.notes.extend(plot::draw(&result, out));
                 print_summary(&result);
                 results.scenarios.push(result);

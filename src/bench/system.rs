@@ -90,6 +90,15 @@ pub fn cpu_seconds() -> f64 {
     (tick(11) + tick(12)) as f64 / 100.0
 }
 
+/// The 1-minute load average (/proc/loadavg).
+pub fn load_average() -> f64 {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 /// The soft limit on open files (`ulimit -n`).
 pub fn fd_limit() -> u64 {
     let text = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();

@@ -4,8 +4,8 @@
 //!
 //! Transport settings are ours, not quinn's defaults: concurrent streams (quinn allows 100),
 //! keep-alive (quinn has none), idle timeout, bounded stream and connection receive windows.
-//! Unbinding a QUIC listener refuses new connections at once; the UDP port is shared by the
-//! connections already accepted, so it is freed when they have drained.
+//! Unbinding a QUIC listener refuses new connections at once (CONNECTION_REFUSED); the UDP
+//! port is shared by the connections already accepted, so it is freed when they have drained.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -163,11 +163,18 @@ async fn accept_loop(endpoint: quinn::Endpoint, accept: Accept) {
             }
         }
     }
-    // Refuse new connections; accepted ones keep the socket until they end.
-    endpoint.set_server_config(None);
-    let drained = endpoint.clone();
+    // Unbound: refuse new connections at once (CONNECTION_REFUSED) while the accepted ones
+    // keep the shared UDP socket; when the last one has ended, the socket (port) is freed.
     accept.connections.spawn(async move {
-        drained.wait_idle().await;
+        loop {
+            tokio::select! {
+                _ = endpoint.wait_idle() => break,
+                incoming = endpoint.accept() => match incoming {
+                    Some(incoming) => incoming.refuse(),
+                    None => break,
+                },
+            }
+        }
     });
 }
 

@@ -19,12 +19,13 @@ fn field(json: &Json, key: &str) -> f64 {
 
 pub async fn run(ctx: &Ctx) -> Result<ScenarioResult, Error> {
     let configs: Vec<(&str, usize)> = if ctx.quick {
-        vec![("quic", 10_000), ("tcp", 2000)]
+        vec![("quic", 2000), ("tcp", 2000), ("quic", 10_000)]
     } else {
         vec![
+            ("quic", 2000),
+            ("tcp", 2000),
             ("quic", 10_000),
             ("quic", 50_000),
-            ("tcp", 2000),
             ("tcp", tcp_ceiling()),
         ]
     };
