@@ -137,10 +137,7 @@ impl Node {
             listeners.push(Listener::bind(listen, &tls, ctx).await?);
         }
         let scrape = crate::metrics::Scrape { metrics: metrics.clone(), realms: host.realms.clone(), links: Some(links.clone()), admission };
-        let metrics_server = match &config.metrics {
-            Some(m) => Some(crate::metrics::MetricsServer::bind(&m.address, scrape).await.map_err(|source| TransportError::Bind { transport: "metrics", address: m.address.clone(), source })?),
-            None => None,
-        };
+        let metrics_server = crate::metrics::MetricsServer::start(config.metrics.as_ref(), scrape).await?;
         for link in &config.link {
             for realm in &link.realms {
                 links.start(LinkSpec {

@@ -1,23 +1,28 @@
 //! One connection or stream on the router side: RawSocket handshake -> HELLO/auth/WELCOME ->
 //! message loop, written once for every byte stream (TCP, Unix, QUIC stream).
 
+mod handshake;
+mod welcome;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+pub use welcome::router_roles;
+
 use crate::metrics::{Metrics, SessionGauge, TransportCounters};
-use crate::rawsocket::{self, FrameCodec, FrameKind, HandshakeOutcome, HandshakeRefusal};
-use crate::router::auth::{AuthConfig, AuthStep, Identity};
-use crate::router::task::{RealmCommand, RealmHandle, SessionOutbound, SlowConsumerPolicy};
-use crate::router::{Now, RealmRegistry, SessionInfo};
-use crate::transport::admission::{Admission, AdmissionRefused, Slot};
-use crate::wamp::uri::{self, reason};
-use crate::wamp::{code, Dict, Id, Message, Serializer, Value};
+use crate::rawsocket::{self, FrameCodec, FrameKind};
+use crate::router::auth::AuthConfig;
+use crate::router::task::{RealmCommand, RealmHandle, SlowConsumerPolicy};
+use crate::router::RealmRegistry;
+use crate::transport::admission::Admission;
+use crate::wamp::uri::reason;
+use crate::wamp::{code, Dict, Id, Message, Serializer};
 use crate::writer::FrameWriter;
 
 /// Bytes of a RawSocket frame header, counted with every frame in the metrics.
@@ -65,44 +70,6 @@ impl ListenerSettings {
     }
 }
 
-/// A router-link identity, if this HELLO is one: a peer node proven by its TLS client
-/// certificate (HELLO `authmethods` has "tls"), or any HELLO on the trusted in-process listener.
-fn link_identity(
-    details: &Dict,
-    transport: &Dict,
-    settings: &ListenerSettings,
-) -> Option<Identity> {
-    let asked_role = details.get("authrole").and_then(Value::as_str);
-    if settings.trusted {
-        let extra = details.get("authextra").and_then(Value::as_dict);
-        let peer = extra
-            .and_then(|e| e.get("peer"))
-            .and_then(Value::as_str)
-            .unwrap_or("local");
-        return Some(Identity {
-            authid: peer.to_owned(),
-            authrole: asked_role
-                .unwrap_or(crate::router::mesh::LINK_ROLE)
-                .to_owned(),
-            authmethod: "trusted".into(),
-            authprovider: "node".into(),
-            authextra: Dict::new(),
-        });
-    }
-    let methods = details.get("authmethods").and_then(Value::as_list)?;
-    let node = transport.get("peer_cert_node_id").and_then(Value::as_str)?;
-    methods
-        .iter()
-        .any(|m| m.as_str() == Some("tls"))
-        .then(|| Identity {
-            authid: node.to_owned(),
-            authrole: crate::router::mesh::LINK_ROLE.into(),
-            authmethod: "tls".into(),
-            authprovider: "mesh-ca".into(),
-            authextra: Dict::new(),
-        })
-}
-
 /// Everything a session needs from the node.
 #[derive(Debug, Clone)]
 pub struct SessionContext {
@@ -141,27 +108,6 @@ impl From<std::io::Error> for SessionEnd {
     }
 }
 
-/// The WELCOME roles: exactly the features this router implements.
-pub fn router_roles() -> Dict {
-    let features = |names: &[&str]| {
-        let f: Dict = names
-            .iter()
-            .map(|n| (n.to_string(), Value::Bool(true)))
-            .collect();
-        Value::Dict(crate::dict! { "features" => f })
-    };
-    crate::dict! {
-        "broker" => features(&[
-            "publisher_identification", "pattern_based_subscription", "subscriber_blackwhite_listing",
-            "publisher_exclusion", "session_meta_api", "subscription_meta_api",
-        ]),
-        "dealer" => features(&[
-            "progressive_call_results", "call_canceling", "call_timeout", "caller_identification",
-            "pattern_based_registration", "shared_registration", "session_meta_api", "registration_meta_api",
-        ]),
-    }
-}
-
 /// Serves one RawSocket byte stream until it ends. `transport` describes the peer for the meta API.
 pub async fn serve<R, W>(
     reader: R,
@@ -174,8 +120,8 @@ where
     W: AsyncWrite + Unpin,
 {
     let (mut reader, mut writer) = (reader, writer);
-    let slot = admit(&ctx, &transport);
-    let opened = open_rawsocket(
+    let slot = handshake::admit(&ctx, &transport);
+    let opened = handshake::open_rawsocket(
         &mut reader,
         &mut writer,
         slot.as_ref().err().copied(),
@@ -187,7 +133,7 @@ where
         Err((reason, end)) => {
             ctx.metrics.handshake_failed(reason);
             if matches!(end, SessionEnd::Refused(_)) {
-                linger(&mut reader).await;
+                handshake::linger(&mut reader).await;
             }
             return Err(end);
         }
@@ -209,94 +155,6 @@ where
     let _ = conn.out.shutdown().await;
     drop(slot);
     result
-}
-
-/// Takes this connection's admission slot. The node's own in-process sessions are not limited;
-/// peer nodes proven by their certificate and Unix sockets are not limited per address.
-fn admit(ctx: &SessionContext, transport: &Dict) -> Result<Option<Slot>, AdmissionRefused> {
-    if ctx.settings.trusted {
-        return Ok(None);
-    }
-    let address = match transport.get("peer_cert_node_id") {
-        Some(_) => None,
-        None => transport
-            .get("peer")
-            .and_then(Value::as_str)
-            .and_then(|p| p.parse::<std::net::SocketAddr>().ok())
-            .map(|a| a.ip()),
-    };
-    ctx.admission.admit(address).map(Some)
-}
-
-/// The RawSocket handshake: reads the client's 4 bytes and answers them. A connection the
-/// admission refused (`refused`) gets `7F 40`, a client announcing less than
-/// `min_peer_message_size` gets `7F 20`. Errors carry the metrics reason.
-async fn open_rawsocket<R, W>(
-    reader: &mut R,
-    writer: &mut W,
-    refused: Option<AdmissionRefused>,
-    settings: &ListenerSettings,
-) -> Result<(Serializer, usize), (&'static str, SessionEnd)>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut request = [0u8; 4];
-    match tokio::time::timeout(settings.handshake_timeout, reader.read_exact(&mut request)).await {
-        Err(_) => return Err(("handshake_timeout", SessionEnd::Timeout("handshake"))),
-        Ok(Err(e)) => return Err(("transport", e.into())),
-        Ok(Ok(_)) => {}
-    }
-    let refusal = match rawsocket::accept_handshake(request, &settings.serializers) {
-        HandshakeOutcome::Fail => return Err(("not_rawsocket", SessionEnd::Handshake)),
-        HandshakeOutcome::Refuse(refusal) => refusal,
-        HandshakeOutcome::Accept { .. } if refused.is_some() => {
-            HandshakeRefusal::MaxConnectionCountReached
-        }
-        HandshakeOutcome::Accept { peer_max, .. } if peer_max < settings.min_peer_message_size => {
-            HandshakeRefusal::MaxLengthUnacceptable
-        }
-        HandshakeOutcome::Accept {
-            serializer,
-            peer_max,
-        } => {
-            let reply = rawsocket::handshake(serializer, settings.max_message_size);
-            writer
-                .write_all(&reply)
-                .await
-                .map_err(|e| ("transport", e.into()))?;
-            return Ok((serializer, peer_max));
-        }
-    };
-    let reason = match refusal {
-        HandshakeRefusal::SerializerUnsupported => "serializer_unsupported",
-        HandshakeRefusal::MaxLengthUnacceptable => "max_length_unacceptable",
-        HandshakeRefusal::ReservedBitsUsed => "reserved_bits",
-        HandshakeRefusal::MaxConnectionCountReached => "connection_limit",
-    };
-    let _ = writer.write_all(&refusal.reply()).await;
-    let _ = writer.shutdown().await;
-    let why = match refused {
-        Some(why) if refusal == HandshakeRefusal::MaxConnectionCountReached => why.to_string(),
-        _ => reason.replace('_', " "),
-    };
-    Err((reason, SessionEnd::Refused(why)))
-}
-
-/// After a refusal: reads (and drops) what the client still sends until it closes, for a short
-/// while, so the close is a FIN and not a reset that could destroy the 4-byte reply in flight.
-async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
-    let mut sink = [0u8; 1024];
-    let _ = tokio::time::timeout(Duration::from_millis(500), async {
-        let mut total = 0;
-        while total < 64 * 1024 {
-            match reader.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
-            }
-        }
-    })
-    .await;
 }
 
 struct Connection<R, W> {
@@ -328,12 +186,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         self.out.flush().await?;
         self.counters.sent(1, size);
         Ok(())
-    }
-
-    /// Sends ABORT and ends the session with it.
-    async fn abort(&mut self, reason: &'static str, message: &str) -> Result<Joined, SessionEnd> {
-        self.send(&Message::abort(reason, message)).await?;
-        Err(SessionEnd::Aborted(reason.into()))
     }
 
     /// Next WAMP message, answering PINGs on the way.
@@ -370,7 +222,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         let joined = match self.open(transport, ctx).await {
             Ok(joined) => joined,
             Err(end) => {
-                ctx.metrics.handshake_failed(opening_failure(&end));
+                ctx.metrics.handshake_failed(welcome::opening_failure(&end));
                 return Err(end);
             }
         };
@@ -380,149 +232,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         let _ = joined.realm.send(RealmCommand::Leave { session }).await;
         tracing::debug!(%session, ?result, "session left");
         result
-    }
-
-    /// HELLO -> (CHALLENGE -> AUTHENTICATE) -> join the realm -> WELCOME.
-    async fn open(
-        &mut self,
-        mut transport: Dict,
-        ctx: &SessionContext,
-    ) -> Result<Joined, SessionEnd> {
-        let settings = &ctx.settings;
-        let hello = tokio::time::timeout(settings.hello_timeout, self.next_message())
-            .await
-            .map_err(|_| SessionEnd::Timeout("HELLO"))??;
-        let Message::Hello { realm, details } = hello else {
-            return Err(SessionEnd::ProtocolViolation(format!(
-                "expected HELLO, got {}",
-                hello.name()
-            )));
-        };
-        let Some(handle) = uri::is_valid_uri(&realm)
-            .then(|| ctx.realms.get(&realm))
-            .flatten()
-        else {
-            return self
-                .abort(
-                    reason::NO_SUCH_REALM,
-                    &format!("no realm {realm:?} on this node"),
-                )
-                .await;
-        };
-        let session = Id::random();
-        let identity = match self
-            .authenticate(&details, &transport, session, settings)
-            .await?
-        {
-            Ok(identity) => identity,
-            Err((reason, message)) => return self.abort(reason, &message).await,
-        };
-        if let Some((management, allow_local)) = &settings.management {
-            let loopback = transport
-                .get("peer")
-                .and_then(Value::as_str)
-                .and_then(|p| p.parse::<std::net::SocketAddr>().ok())
-                .is_some_and(|a| a.ip().is_loopback());
-            if &realm == management
-                && identity.authrole == "anonymous"
-                && !(*allow_local && loopback)
-            {
-                let why = "management needs role admin (or allow_local from loopback)";
-                return self.abort(reason::NOT_AUTHORIZED, why).await;
-            }
-        }
-        transport.insert("serializer".into(), self.serializer.name().into());
-        let info = SessionInfo {
-            id: session,
-            authid: identity.authid,
-            authrole: identity.authrole,
-            authmethod: identity.authmethod,
-            authprovider: identity.authprovider,
-            roles: details
-                .get("roles")
-                .and_then(Value::as_dict)
-                .cloned()
-                .unwrap_or_default(),
-            transport,
-        };
-        let welcome = crate::dict! {
-            "realm" => realm.clone(),
-            "authid" => info.authid.clone(),
-            "authrole" => info.authrole.clone(),
-            "authmethod" => info.authmethod.clone(),
-            "authprovider" => info.authprovider.clone(),
-            "roles" => router_roles(),
-            "agent" => concat!("wampmesh/", env!("CARGO_PKG_VERSION")),
-        };
-        let (queue, outbound) = mpsc::channel(settings.outbound_queue);
-        let kill = CancellationToken::new();
-        let dropped = ctx.metrics.events_dropped();
-        let link = SessionOutbound {
-            queue,
-            kill: kill.clone(),
-            dropped,
-        };
-        match handle.join(info, link).await {
-            Err(_) => return self.abort(reason::SYSTEM_SHUTDOWN, "realm stopped").await,
-            Ok(Err(e)) => return self.abort(e.reason(), &e.to_string()).await,
-            Ok(Ok(())) => {}
-        }
-        let joined = Joined {
-            session,
-            realm: handle,
-            outbound,
-            kill,
-            _gauge: ctx.metrics.session_joined(&realm),
-        };
-        let mut welcome = Message::Welcome { session, details: welcome };
-        let fits = self.serializer.encode(&welcome).is_ok_and(|b| b.len() <= self.out.max_send());
-        if let (false, Message::Welcome { details, .. }) = (fits, &mut welcome) {
-            // A client that accepts only tiny messages gets the roles without feature lists.
-            let bare = crate::dict! { "features" => Dict::new() };
-            details.insert("roles".into(), Value::Dict(crate::dict! { "broker" => bare.clone(), "dealer" => bare }));
-            details.remove("agent");
-        }
-        self.send(&welcome).await?;
-        tracing::debug!(%session, realm = %realm, "session joined");
-        Ok(joined)
-    }
-
-    /// Who the HELLO is: a router link, or what the listener's auth methods make of it.
-    /// `Ok(Err((reason, message)))` is a refusal to answer with ABORT.
-    async fn authenticate(
-        &mut self,
-        details: &Dict,
-        transport: &Dict,
-        session: Id,
-        settings: &ListenerSettings,
-    ) -> Result<Result<Identity, (&'static str, String)>, SessionEnd> {
-        let link = link_identity(details, transport, settings);
-        match link
-            .map(AuthStep::Welcome)
-            .unwrap_or_else(|| settings.auth.hello(details, session, &Now::read()))
-        {
-            AuthStep::Welcome(identity) => Ok(Ok(identity)),
-            AuthStep::Abort { reason, message } => Ok(Err((reason, message))),
-            AuthStep::Challenge {
-                method,
-                extra,
-                pending,
-            } => {
-                self.send(&Message::Challenge { method, extra }).await?;
-                let answer = tokio::time::timeout(settings.hello_timeout, self.next_message())
-                    .await
-                    .map_err(|_| SessionEnd::Timeout("AUTHENTICATE"))??;
-                let Message::Authenticate { signature, extra } = answer else {
-                    return Err(SessionEnd::ProtocolViolation(format!(
-                        "expected AUTHENTICATE, got {}",
-                        answer.name()
-                    )));
-                };
-                Ok(pending
-                    .authenticate(&signature, &extra)
-                    .map_err(|failure| (failure.reason, failure.message)))
-            }
-        }
     }
 
     /// The message loop of a joined session.
@@ -629,19 +338,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         self.out.flush().await?;
         self.counters.sent(messages, bytes_out);
         Ok(())
-    }
-}
-
-/// The metrics reason of a session that ended before WELCOME.
-fn opening_failure(end: &SessionEnd) -> &str {
-    match end {
-        SessionEnd::Timeout(_) => "hello_timeout",
-        SessionEnd::Aborted(reason) => reason,
-        SessionEnd::ProtocolViolation(_) => reason::PROTOCOL_VIOLATION,
-        SessionEnd::Handshake
-        | SessionEnd::Refused(_)
-        | SessionEnd::Transport(_)
-        | SessionEnd::Closed => "transport",
     }
 }
 

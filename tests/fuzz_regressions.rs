@@ -11,9 +11,9 @@ mod session_harness;
 
 use wampmesh::wamp::Serializer;
 
-/// A JSON session script: mode byte `j`, then one message per line.
-fn json_script(lines: &[&str]) -> Vec<u8> {
-    let mut script = b"j".to_vec();
+/// A session script: the mode byte (`j` JSON client, `J` JSON router link), then one line each.
+fn script(mode: u8, lines: &[&str]) -> Vec<u8> {
+    let mut script = vec![mode];
     script.extend_from_slice(lines.join("\n").as_bytes());
     script
 }
@@ -22,5 +22,36 @@ fn json_script(lines: &[&str]) -> Vec<u8> {
 fn harnesses_accept_their_seeds() {
     rawsocket_harness::frames(b"\x7f\xf1\x00\x00\xf7\x00\x00\x00\x03[1]\x01\x00\x00\x00");
     serializers_harness::round_trip(Serializer::Json, br#"[16,1,{},"com.t",[1,"\u0000AQI="]]"#);
-    session_harness::frames(&json_script(&[r#"[32,1,{},"com.t"]"#, r#"[16,2,{"acknowledge":true,"exclude_me":false},"com.t",[1]]"#]));
+    session_harness::frames(&script(
+        b'j',
+        &[
+            r#"[32,1,{},"com.t"]"#,
+            r#"[16,2,{"acknowledge":true,"exclude_me":false},"com.t",[1]]"#,
+        ],
+    ));
+}
+
+/// json_decode, found by fuzzing: serde_json's default float parser is not correctly rounded,
+/// so a large number is read one ULP off, written back in its shortest form, and read as a
+/// different float: the router alters numbers it forwards. Fix: `serde_json` feature
+/// `float_roundtrip` in Cargo.toml.
+#[test]
+#[ignore = "fails until serde_json's float_roundtrip feature is enabled (see the fuzzing report)"]
+fn json_float_survives_round_trip() {
+    serializers_harness::round_trip(Serializer::Json, b"[36,7,5,{},[184447074704763790551]]");
+}
+
+/// session_frames: an interest advertisement from a router link with `hops` = 2^64-1 overflows
+/// `hops + 1` in `Mesh::handle_ad` (src/router/mesh.rs), killing the realm task in builds with
+/// overflow checks and advertising 0 hops (a false shortest route) without them.
+#[test]
+#[ignore = "fails (debug builds) until Mesh::handle_ad and channel_ready saturate hops + 1"]
+fn link_advertisement_with_maximal_hops() {
+    session_harness::frames(&script(
+        b'J',
+        &[
+            r#"[32,1,{},"wampmesh.link.channel"]"#,
+            r#"[16,2,{"_wampmesh":{"type":"ia","origin":"nodeB","epoch":1,"seq":1,"hops":18446744073709551615,"interest":[]}},"wampmesh.link.channel"]"#,
+        ],
+    ));
 }

@@ -106,7 +106,8 @@ async fn tcp_delay_is_applied_each_way() {
 }
 
 /// Sends `count` numbered datagrams through a relay with `loss` and `seed` to a sink and
-/// returns the numbers that arrived. Paced so that no datagram is lost before the relay.
+/// returns the numbers that arrived. Paced so that no datagram is lost before the relay, and
+/// the sink reads as they come so that none is lost after it.
 async fn survivors(count: u32, loss: f64, seed: u64) -> BTreeSet<u32> {
     let sink = UdpSocket::bind(any()).await.unwrap();
     let config = RelayConfig {
@@ -117,42 +118,53 @@ async fn survivors(count: u32, loss: f64, seed: u64) -> BTreeSet<u32> {
     let relay = UdpRelay::start(any(), sink.local_addr().unwrap(), config)
         .await
         .unwrap();
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
+    let reader = tokio::spawn(async move {
+        let mut got = BTreeSet::new();
+        let mut buf = [0u8; 8];
+        loop {
+            tokio::select! {
+                _ = &mut done_rx => break,
+                received = sink.recv(&mut buf) => {
+                    let n = received.unwrap();
+                    assert_eq!(n, 4);
+                    got.insert(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+                }
+            }
+        }
+        got
+    });
     let client = UdpSocket::bind(any()).await.unwrap();
     client.connect(relay.local_addr()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
     for i in 0..count {
         client.send(&i.to_be_bytes()).await.unwrap();
         if i % 64 == 63 {
-            let deadline = Instant::now() + Duration::from_secs(5);
             while relay.stats().received < u64::from(i + 1) {
                 assert!(Instant::now() < deadline, "relay stalled");
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
     }
-    let stats = {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let s = relay.stats();
-            if s.forwarded + s.dropped_loss + s.dropped_queue >= u64::from(count)
-                || Instant::now() > deadline
-            {
-                break s;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+    let stats = loop {
+        let s = relay.stats();
+        if s.forwarded + s.dropped_loss + s.dropped_queue >= u64::from(count) {
+            break s;
         }
+        assert!(Instant::now() < deadline, "relay did not finish: {s:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     };
     assert_eq!(stats.received, u64::from(count));
     assert_eq!(stats.dropped_queue, 0);
-    let mut got = BTreeSet::new();
-    let mut buf = [0u8; 8];
-    while got.len() < (count as u64 - stats.dropped_loss) as usize {
-        let n = tokio::time::timeout(Duration::from_secs(2), sink.recv(&mut buf))
-            .await
-            .expect("datagram")
-            .unwrap();
-        assert_eq!(n, 4);
-        got.insert(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
-    }
+    // Give the sink a moment to read the last datagrams.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = done_tx.send(());
+    let got = reader.await.unwrap();
+    assert_eq!(
+        got.len() as u64,
+        stats.forwarded,
+        "the sink got every forwarded datagram"
+    );
     relay.stop().await;
     got
 }

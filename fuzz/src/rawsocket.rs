@@ -14,8 +14,12 @@ type Decoded = (Vec<Frame>, Option<String>);
 
 /// Runs the handshake checks and the codec checks on one input.
 pub fn frames(data: &[u8]) {
-    let Some((request, rest)) = data.split_first_chunk::<4>() else { return };
-    let Some((&control, stream)) = rest.split_first() else { return };
+    let Some((request, rest)) = data.split_first_chunk::<4>() else {
+        return;
+    };
+    let Some((&control, stream)) = rest.split_first() else {
+        return;
+    };
     let offered = offered_serializers(control);
     let peer_max = check_handshake(*request, &offered).unwrap_or(MAX_LENGTH);
     let codec = FrameCodec::new(rawsocket::length_from_exponent(control >> 4), peer_max);
@@ -24,15 +28,20 @@ pub fn frames(data: &[u8]) {
     let chunked = decode_all(codec.clone(), stream, &mut |_| chunk_len(&mut seed));
     assert_eq!(whole, chunked, "decoding in chunks changed the result");
     for frame in &whole.0 {
-        assert!(frame.payload.len() <= codec.max_receive, "frame above our announced maximum");
+        assert!(
+            frame.payload.len() <= codec.max_receive,
+            "frame above our announced maximum"
+        );
         check_reencode(frame);
     }
 }
 
 /// The serializers a listener offers, from the low 3 bits (none = all three).
 fn offered_serializers(control: u8) -> Vec<Serializer> {
-    let chosen: Vec<Serializer> =
-        Serializer::ALL.into_iter().filter(|s| control & (1 << s.index()) != 0).collect();
+    let chosen: Vec<Serializer> = Serializer::ALL
+        .into_iter()
+        .filter(|s| control & (1 << s.index()) != 0)
+        .collect();
     if chosen.is_empty() {
         Serializer::ALL.to_vec()
     } else {
@@ -43,18 +52,37 @@ fn offered_serializers(control: u8) -> Vec<Serializer> {
 /// The server's verdict must agree with what a client makes of the same bytes as a reply.
 fn check_handshake(request: [u8; 4], offered: &[Serializer]) -> Option<usize> {
     match rawsocket::accept_handshake(request, offered) {
-        HandshakeOutcome::Accept { serializer, peer_max } => {
-            assert!(offered.contains(&serializer), "accepted a serializer not offered");
-            assert!((512..=MAX_LENGTH).contains(&peer_max), "peer maximum {peer_max} out of range");
+        HandshakeOutcome::Accept {
+            serializer,
+            peer_max,
+        } => {
+            assert!(
+                offered.contains(&serializer),
+                "accepted a serializer not offered"
+            );
+            assert!(
+                (512..=MAX_LENGTH).contains(&peer_max),
+                "peer maximum {peer_max} out of range"
+            );
             let reply = rawsocket::read_handshake_reply(request, serializer);
-            assert_eq!(reply.ok(), Some(peer_max), "client reads the same bytes differently");
+            assert_eq!(
+                reply.ok(),
+                Some(peer_max),
+                "client reads the same bytes differently"
+            );
             let ours = rawsocket::handshake(serializer, peer_max);
-            assert_eq!(rawsocket::accept_handshake(ours, offered), rawsocket::accept_handshake(request, offered));
+            assert_eq!(
+                rawsocket::accept_handshake(ours, offered),
+                rawsocket::accept_handshake(request, offered)
+            );
             Some(peer_max)
         }
         HandshakeOutcome::Refuse(refusal) => {
             let reply = refusal.reply();
-            assert!(rawsocket::read_handshake_reply(reply, Serializer::Json).is_err(), "refusal read as success");
+            assert!(
+                rawsocket::read_handshake_reply(reply, Serializer::Json).is_err(),
+                "refusal read as success"
+            );
             None
         }
         HandshakeOutcome::Fail => None,
@@ -62,7 +90,11 @@ fn check_handshake(request: [u8; 4], offered: &[Serializer]) -> Option<usize> {
 }
 
 /// Decodes `stream` fed in pieces of `next_len` bytes, then signals end of stream.
-fn decode_all(mut codec: FrameCodec, stream: &[u8], next_len: &mut dyn FnMut(usize) -> usize) -> Decoded {
+fn decode_all(
+    mut codec: FrameCodec,
+    stream: &[u8],
+    next_len: &mut dyn FnMut(usize) -> usize,
+) -> Decoded {
     let mut buffer = BytesMut::new();
     let mut frames = Vec::new();
     let mut at = 0;
@@ -72,7 +104,11 @@ fn decode_all(mut codec: FrameCodec, stream: &[u8], next_len: &mut dyn FnMut(usi
             buffer.extend_from_slice(&stream[at..end]);
             at = end;
         }
-        let step = if at < stream.len() { codec.decode(&mut buffer) } else { codec.decode_eof(&mut buffer) };
+        let step = if at < stream.len() {
+            codec.decode(&mut buffer)
+        } else {
+            codec.decode_eof(&mut buffer)
+        };
         match step {
             Ok(Some(frame)) => frames.push(frame),
             Ok(None) if at < stream.len() => {}
@@ -100,6 +136,9 @@ fn check_reencode(frame: &Frame) {
             assert_eq!(back.as_ref(), Some(frame), "frame changed on re-encoding");
             assert!(wire.is_empty(), "re-encoded frame left bytes behind");
         }
-        Err(_) => assert!(frame.payload.len() >= MAX_LENGTH, "refused to encode a frame it decoded"),
+        Err(_) => assert!(
+            frame.payload.len() >= MAX_LENGTH,
+            "refused to encode a frame it decoded"
+        ),
     }
 }

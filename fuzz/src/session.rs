@@ -50,7 +50,9 @@ thread_local! {
 
 /// Runs one session on `data` (see the module docs for the format).
 pub fn frames(data: &[u8]) {
-    let Some((&mode, script)) = data.split_first() else { return };
+    let Some((&mode, script)) = data.split_first() else {
+        return;
+    };
     RUNTIME.with(|runtime| runtime.block_on(run(Mode::from_byte(mode), script)));
 }
 
@@ -76,7 +78,11 @@ impl Mode {
             b'C' => (Cbor, true),
             other => (Serializer::ALL[usize::from(other % 3)], other % 2 == 1),
         };
-        Mode { serializer, link, tight: byte & 0x80 != 0 }
+        Mode {
+            serializer,
+            link,
+            tight: byte & 0x80 != 0,
+        }
     }
 
     fn client_max(self) -> usize {
@@ -88,14 +94,20 @@ impl Mode {
     }
 
     fn settings(self) -> ListenerSettings {
-        let (outbound_queue, slow_consumer) =
-            if self.tight { (32, SlowConsumerPolicy::Close) } else { (64, SlowConsumerPolicy::Drop) };
+        let (outbound_queue, slow_consumer) = if self.tight {
+            (32, SlowConsumerPolicy::Close)
+        } else {
+            (64, SlowConsumerPolicy::Drop)
+        };
         ListenerSettings {
             transport: "tcp",
             serializers: Serializer::ALL.to_vec(),
             max_message_size: 64 * 1024,
             min_peer_message_size: wampmesh::config::MIN_MESSAGE_SIZE,
-            auth: AuthConfig { anonymous: Some(AnonymousConfig::default()), ..AuthConfig::default() },
+            auth: AuthConfig {
+                anonymous: Some(AnonymousConfig::default()),
+                ..AuthConfig::default()
+            },
             handshake_timeout: Duration::from_secs(1),
             hello_timeout: Duration::from_secs(1),
             outbound_queue,
@@ -115,11 +127,18 @@ impl Mode {
             "caller" => features(&["progressive_call_results", "call_canceling", "call_timeout"]),
             "callee" => features(&["progressive_call_results", "call_canceling", "caller_identification"]),
         };
-        let mut details = wampmesh::dict! { "roles" => roles, "authmethods" => vec!["anonymous".into()] };
+        let mut details =
+            wampmesh::dict! { "roles" => roles, "authmethods" => vec!["anonymous".into()] };
         if self.link {
-            details.insert("authextra".into(), wampmesh::dict! { "peer" => "fuzz-peer" }.into());
+            details.insert(
+                "authextra".into(),
+                wampmesh::dict! { "peer" => "fuzz-peer" }.into(),
+            );
         }
-        Message::Hello { realm: REALM.into(), details }
+        Message::Hello {
+            realm: REALM.into(),
+            details,
+        }
     }
 }
 
@@ -129,7 +148,12 @@ async fn run(mode: Mode, script: &[u8]) {
     let mut authorizer = Authorizer::default();
     authorizer.grant_all("anonymous");
     let realm = Realm::on_node(REALM, authorizer, "fuzz-node", 1);
-    let handle = spawn_realm(realm, SlowConsumerPolicy::Drop, &tracker, stop_realm.clone());
+    let handle = spawn_realm(
+        realm,
+        SlowConsumerPolicy::Drop,
+        &tracker,
+        stop_realm.clone(),
+    );
     let realms = RealmRegistry::default();
     realms.insert(handle.clone());
     let shutdown = CancellationToken::new();
@@ -143,7 +167,8 @@ async fn run(mode: Mode, script: &[u8]) {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let (server_read, server_write) = tokio::io::split(server);
     let (client_read, client_write) = tokio::io::split(client);
-    let transport = wampmesh::dict! { "type" => "rawsocket", "protocol" => "tcp", "peer" => "127.0.0.1:40000" };
+    let transport =
+        wampmesh::dict! { "type" => "rawsocket", "protocol" => "tcp", "peer" => "127.0.0.1:40000" };
     let session = wampmesh::session::serve(server_read, server_write, transport, ctx);
     let received = Cell::new(0);
     let everything = async {
@@ -170,7 +195,10 @@ async fn feed<W: AsyncWrite + Unpin>(
     received: &Cell<u64>,
 ) {
     let mut out = rawsocket::handshake(mode.serializer, mode.client_max()).to_vec();
-    let hello = mode.serializer.encode(&mode.hello()).expect("HELLO encodes");
+    let hello = mode
+        .serializer
+        .encode(&mode.hello())
+        .expect("HELLO encodes");
     push_frame(&mut out, FrameKind::Message, &hello);
     for line in script.split(|&b| b == b'\n') {
         match line {
@@ -248,7 +276,10 @@ async fn read_replies<R: AsyncRead + Unpin>(mut reader: R, mode: Mode, received:
         if trace() {
             eprintln!("router -> {message:?}");
         }
-        assert!(welcomed || matches!(message, Message::Welcome { .. }), "valid HELLO answered with {message:?}");
+        assert!(
+            welcomed || matches!(message, Message::Welcome { .. }),
+            "valid HELLO answered with {message:?}"
+        );
         welcomed = true;
     }
     assert!(buffer.is_empty(), "router closed in the middle of a frame");
@@ -263,5 +294,8 @@ fn trace() -> bool {
 /// A panic in the realm task kills it quietly (tokio catches it): probe with QUIESCE, which the
 /// realm answers after everything sent before it (and which makes every session leave).
 async fn assert_realm_alive(realm: &RealmHandle) {
-    assert!(realm.quiesce().await.is_ok(), "the realm task died: it panicked on this input");
+    assert!(
+        realm.quiesce().await.is_ok(),
+        "the realm task died: it panicked on this input"
+    );
 }
