@@ -1,5 +1,10 @@
 //! One connection or stream on the router side: RawSocket handshake -> HELLO/auth/WELCOME ->
 //! message loop, written once for every byte stream (TCP, Unix, QUIC stream).
+//!
+//! Written once, so checked once: the connection limits (`handshake`: admission slot, `7F 40`,
+//! `7F 20`), the counters of `crate::metrics` (frames and bytes each way per transport,
+//! handshake failures by reason, sessions per realm), and the shutdown path (the realm answers
+//! calls in flight, the queue is flushed, then GOODBYE `wamp.close.system_shutdown`).
 
 mod handshake;
 mod welcome;

@@ -183,6 +183,60 @@ async fn default_min_peer_message_size_refuses_no_one() {
     stop(node).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_stream_over_the_limit_gets_7f40_on_the_stream() {
+    use wampmesh::transport::quic::{QuicConnector, QuicSettings};
+    use wampmesh::transport::tls::{self, ServerTrust, ALPN_QUIC};
+    let text = "[[listen]]\ntransport = \"quic\"\naddress = \"127.0.0.1:0\"\n\
+         [[realm]]\nname = \"realm1\"\n[[realm.role]]\nname = \"anonymous\"\n\
+         permissions = [{ uri = \"\", match = \"prefix\", call = true, register = true, publish = true, subscribe = true }]\n\
+         [limits]\nmax_connections_per_address = 2\n";
+    let node = Node::start(Config::from_toml_str(text).expect("config"))
+        .await
+        .expect("node starts");
+    let trust = ServerTrust::Fingerprint(node.tls().identity.fingerprint());
+    let client_tls = tls::client_config(&trust, None, &[ALPN_QUIC]).expect("client TLS");
+    let connector = QuicConnector::new(client_tls, &QuicSettings::default()).expect("endpoint");
+    let addr = node.local_addr("quic").expect("quic listener").to_owned();
+    let connection = timeout(WAIT, connector.connect(&addr, "localhost"))
+        .await
+        .expect("in time")
+        .expect("connect");
+    // Each stream is one RawSocket connection: two sessions fill the places of 127.0.0.1.
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let stream = connection.open_stream().await.expect("stream");
+        sessions.push(
+            timeout(WAIT, Session::join(stream, ClientConfig::new("realm1")))
+                .await
+                .expect("in time")
+                .expect("join"),
+        );
+    }
+    let (mut send, mut recv) = connection.connection.open_bi().await.expect("open_bi");
+    send.write_all(&[0x7F, 0xF1, 0, 0])
+        .await
+        .expect("handshake");
+    let mut reply = [0u8; 4];
+    timeout(WAIT, recv.read_exact(&mut reply))
+        .await
+        .expect("reply in time")
+        .expect("reply");
+    assert_eq!(reply, CONNECTION_LIMIT_REPLY);
+    // Then the stream ends (FIN, or a reset when the router drops it).
+    let rest = timeout(WAIT, recv.read_to_end(1024))
+        .await
+        .expect("the stream ends");
+    assert!(
+        rest.as_ref().map_or(true, Vec::is_empty),
+        "nothing after the refusal: {rest:?}"
+    );
+    // The connection and its sessions are unaffected.
+    let subscribed = sessions[0].subscribe("com.after", Dict::new()).await;
+    assert!(subscribed.is_ok(), "{subscribed:?}");
+    stop(node).await;
+}
+
 /// A publisher and a subscriber exchanging events in a background task until stopped.
 struct Traffic {
     received: Arc<AtomicU64>,

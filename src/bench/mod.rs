@@ -185,7 +185,11 @@ fn print_summary(result: &ScenarioResult) {
             "  target: {} -> {} ({}, {})",
             t.goal,
             t.measured,
-            if t.met { "met" } else { "MISSED" },
+            match t.met {
+                Some(true) => "met",
+                Some(false) => "MISSED",
+                None => "not measured",
+            },
             t.margin
         );
     }

@@ -70,7 +70,11 @@ fn targets(md: &mut String, results: &Results) {
         "| scenario | target | measured (median) | met | margin |\n|---|---|---|---|---|"
     );
     for (s, t) in rows {
-        let met = if t.met { "met" } else { "**missed**" };
+        let met = match t.met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "not measured",
+        };
         let _ = writeln!(
             md,
             "| {} | {} | {} | {met} | {} |",

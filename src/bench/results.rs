@@ -12,7 +12,8 @@ pub struct Target {
     pub goal: String,
     /// The measured value, as text with its unit.
     pub measured: String,
-    pub met: bool,
+    /// `None` when it was not measured in this run.
+    pub met: Option<bool>,
     /// How far from the goal, e.g. "+12 %" or "missed by 2.6 RTT".
     pub margin: String,
 }
@@ -112,7 +113,7 @@ impl ScenarioResult {
             self.targets.push(Target {
                 goal: goal.into(),
                 measured: "not measured".into(),
-                met: false,
+                met: None,
                 margin: "-".into(),
             });
             return;
@@ -126,7 +127,7 @@ impl ScenarioResult {
         self.targets.push(Target {
             goal: goal.into(),
             measured: format!("{value:.2}x"),
-            met,
+            met: Some(met),
             margin,
         });
     }

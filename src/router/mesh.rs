@@ -127,6 +127,10 @@ pub struct Mesh {
     seen_order: VecDeque<(String, u64)>,
 }
 
+/// Routes longer than this many hops count as none: it bounds how far stale routes to an
+/// origin that vanished can count up while they chase each other around a cycle.
+const MAX_HOPS: u64 = 64;
+
 /// How many forwarded publications are remembered for duplicate suppression.
 const SEEN_CAPACITY: usize = 65_536;
 
@@ -225,12 +229,17 @@ impl Mesh {
         if ad.origin == self.node || !self.neighbors.contains_key(&from) {
             return Vec::new();
         }
-        match self.known.get_mut(&ad.origin) {
+        match self.known.get(&ad.origin) {
             Some(k) if k.ad.version() > ad.version() => return Vec::new(),
-            Some(k) if k.ad.version() == ad.version() => {
-                k.deliverers.insert(from, hops);
-                return Vec::new();
+            Some(k) if k.ad.version() == ad.version() && hops > MAX_HOPS => {
+                return self.withdraw(&ad.origin, from, None);
             }
+            Some(k) if k.ad.version() == ad.version() => {
+                return self.reroute(&ad.origin, Some(from), |k| {
+                    k.deliverers.insert(from, hops);
+                });
+            }
+            _ if hops > MAX_HOPS => return Vec::new(),
             _ => {}
         }
         let body = ad.to_dict(hops + 1);
@@ -245,19 +254,41 @@ impl Mesh {
 
     /// `from` no longer delivers `origin` (at `version`, or any version when `None`).
     fn withdraw(&mut self, origin: &str, from: SessionId, version: Option<(u64, u64)>) -> Vec<ChannelMessage> {
-        let Some(k) = self.known.get_mut(origin) else { return Vec::new() };
+        let Some(k) = self.known.get(origin) else { return Vec::new() };
         if version.is_some_and(|v| v != k.ad.version()) {
             return Vec::new();
         }
-        k.deliverers.remove(&from);
-        if !k.deliverers.is_empty() {
+        self.reroute(origin, Some(from), |k| {
+            k.deliverers.remove(&from);
+        })
+    }
+
+    /// Applies `change` to the deliverers of `origin` and, if that changed our route to it,
+    /// tells the neighbors (distance vector with poison reverse): the new next hop hears that
+    /// we do not reach `origin` except through it, the others hear our new hop count; with no
+    /// route left, `origin` is dropped and every neighbor but `from` hears it is unreachable.
+    /// Without this, a neighbor keeps counting on a route we no longer have, and what it
+    /// forwards for `origin` is dropped on the way (a ring that loses one link loses traffic).
+    fn reroute(&mut self, origin: &str, from: Option<SessionId>, change: impl FnOnce(&mut Known)) -> Vec<ChannelMessage> {
+        let Some(k) = self.known.get_mut(origin) else { return Vec::new() };
+        let before = k.route();
+        change(k);
+        let after = k.route();
+        if before == after {
             return Vec::new();
         }
-        let Some(k) = self.known.remove(origin) else { return Vec::new() };
-        let body = crate::dict! {
+        let unreachable = crate::dict! {
             "type" => "unreachable", "origin" => origin, "epoch" => k.ad.epoch, "seq" => k.ad.seq,
         };
-        self.ready_neighbors(Some(from)).map(|to| ChannelMessage { to, body: body.clone() }).collect()
+        let Some((via, advert)) = after.map(|(via, hops)| (via, k.ad.to_dict(hops + 1))) else {
+            self.known.remove(origin);
+            return self.ready_neighbors(from).map(|to| ChannelMessage { to, body: unreachable.clone() }).collect();
+        };
+        let peer_of = |s: &SessionId| self.neighbors.get(s).map(|n| n.peer.as_str());
+        self.ready_neighbors(None)
+            .filter(|s| peer_of(s) != Some(origin))
+            .map(|to| ChannelMessage { to, body: if to == via { unreachable.clone() } else { advert.clone() } })
+            .collect()
     }
 
     /// A neighbor's session ended.

@@ -1,6 +1,10 @@
 //! Transports in the Bedrock shape: a `Listener` binds an endpoint and accepts connections,
 //! `unbind` stops accepting and frees the port at once while existing connections go on,
 //! `drain` waits for them up to a deadline, `abort` ends what is left.
+//!
+//! Connection limits are not checked here but in `session::serve`, which every transport
+//! (TCP, TLS, Unix, each QUIC stream) runs: it takes an [`admission::Slot`] and answers the
+//! handshake with `7F 40 00 00` when the node or the peer's address is full.
 
 pub mod admission;
 pub mod quic;

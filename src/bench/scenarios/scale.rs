@@ -132,7 +132,7 @@ pub async fn run(ctx: &Ctx) -> Result<ScenarioResult, Error> {
         measured: per_link.map_or("not measured".into(), |r| {
             format!("{r:.1} KiB per link at {}", human(biggest))
         }),
-        met,
+        met: per_link.map(|_| met),
         margin: match per_link {
             Some(r) if biggest < 100_000 => format!(
                 "100k not run; at {r:.1} KiB/link 100k would take ≈ {:.1} GiB ({:.1}x the bound)",

@@ -147,7 +147,7 @@ fn rtt_target(goal: &str, value: Option<f64>, bound: f64, at_most: bool) -> crat
     crate::bench::Target {
         goal: goal.into(),
         measured: format!("{value:.2} RTT"),
-        met,
+        met: (!value.is_nan()).then_some(met),
         margin,
     }
 }
