@@ -23,14 +23,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let list = || control.call("wampmesh.link.list", Payload::default(), Dict::new());
     println!("before: {:?}", list().await?.payload.args);
 
-    control.call("wampmesh.realm.start", Payload::args(vec![realm.as_str().into()]), Dict::new()).await?;
+    control
+        .call(
+            "wampmesh.realm.start",
+            Payload::args(vec![realm.as_str().into()]),
+            Dict::new(),
+        )
+        .await?;
     let options = Value::Dict(wampmesh::dict! { "transport" => "quic", "reconnect" => "manual" });
-    let start = vec![peer.as_str().into(), address.as_str().into(), realm.as_str().into(), options];
-    control.call("wampmesh.link.start", Payload::args(start), Dict::new()).await?;
+    let start = vec![
+        peer.as_str().into(),
+        address.as_str().into(),
+        realm.as_str().into(),
+        options,
+    ];
+    control
+        .call("wampmesh.link.start", Payload::args(start), Dict::new())
+        .await?;
     println!("linked {realm} to {peer}");
 
-    let mut events = control.subscribe("wampmesh.link.on_up", Dict::new()).await?;
-    if let Ok(Some(up)) = tokio::time::timeout(std::time::Duration::from_secs(5), events.next()).await {
+    let mut events = control
+        .subscribe("wampmesh.link.on_up", Dict::new())
+        .await?;
+    if let Ok(Some(up)) =
+        tokio::time::timeout(std::time::Duration::from_secs(5), events.next()).await
+    {
         println!("on_up: {:?}", up.payload.args);
     }
     println!("after: {:?}", list().await?.payload.args);

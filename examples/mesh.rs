@@ -36,13 +36,18 @@ permissions = [{{ uri = "", match = "prefix", call = true, register = true, publ
         dir = dir.display()
     );
     if let Some(port) = link_to {
-        text.push_str(&format!("[[link]]\npeer = \"b\"\naddress = \"127.0.0.1:{port}\"\nrealms = [\"realm1\"]\n"));
+        text.push_str(&format!(
+            "[[link]]\npeer = \"b\"\naddress = \"127.0.0.1:{port}\"\nrealms = [\"realm1\"]\n"
+        ));
     }
     Config::from_toml_str(&text).expect("valid config")
 }
 
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).unwrap_or(9443)
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(9443)
 }
 
 #[tokio::main]
@@ -53,12 +58,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let b = Node::start(config(&dir, "b", port_b, None)).await?;
     let a = Node::start(config(&dir, "a", port_a, Some(port_b))).await?;
 
-    let (addr_a, addr_b) = (a.local_addr("tcp").unwrap_or_default().to_owned(), b.local_addr("tcp").unwrap_or_default().to_owned());
+    let (addr_a, addr_b) = (
+        a.local_addr("tcp").unwrap_or_default().to_owned(),
+        b.local_addr("tcp").unwrap_or_default().to_owned(),
+    );
     let on_b = Session::connect_tcp(&addr_b, ClientConfig::new("realm1")).await?;
     let mut events = on_b.subscribe("com.example.hello", Dict::new()).await?;
     let _callee = on_b
         .serve("com.example.double", Dict::new(), |inv| async move {
-            let n = inv.payload.args.iter().flatten().find_map(Value::as_u64).unwrap_or(0);
+            let n = inv
+                .payload
+                .args
+                .iter()
+                .flatten()
+                .find_map(Value::as_u64)
+                .unwrap_or(0);
             let _ = inv.result(Payload::args(vec![(2 * n).into()])).await;
         })
         .await?;
@@ -66,8 +80,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let on_a = Session::connect_tcp(&addr_a, ClientConfig::new("realm1")).await?;
     // The subscription and registration on b reach a as an interest advertisement; retry briefly.
     for attempt in 0.. {
-        on_a.publish("com.example.hello", Payload::args(vec!["hello from a".into()]), Dict::new()).await?;
-        if let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+        on_a.publish(
+            "com.example.hello",
+            Payload::args(vec!["hello from a".into()]),
+            Dict::new(),
+        )
+        .await?;
+        if let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_millis(200), events.next()).await
+        {
             println!("b received: {:?}", event.payload.args);
             break;
         }
@@ -75,8 +96,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             return Err("the event did not cross the link".into());
         }
     }
-    let result = on_a.call("com.example.double", Payload::args(vec![21u64.into()]), Dict::new()).await?;
-    println!("a called com.example.double(21) on b: {:?}", result.payload.args);
+    let result = on_a
+        .call(
+            "com.example.double",
+            Payload::args(vec![21u64.into()]),
+            Dict::new(),
+        )
+        .await?;
+    println!(
+        "a called com.example.double(21) on b: {:?}",
+        result.payload.args
+    );
     println!("links of a: {:?}", a.links().map(|l| l.list()));
 
     a.shutdown(Duration::from_secs(2)).await;

@@ -28,9 +28,9 @@
 //! advertisements, publications to forward and invocations to relay, and the link carries them
 //! to the peer's realm over a QUIC stream.
 
-pub mod client;
 pub mod bench;
 pub mod certs;
+pub mod client;
 pub mod config;
 pub mod demo;
 pub mod link;

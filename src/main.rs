@@ -10,7 +10,11 @@ use wampmesh::config::Config;
 use wampmesh::node::Node;
 
 #[derive(Parser)]
-#[command(name = "wampmesh", version, about = "A WAMP router mesh whose router links run over QUIC")]
+#[command(
+    name = "wampmesh",
+    version,
+    about = "A WAMP router mesh whose router links run over QUIC"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -92,10 +96,15 @@ struct LinkTarget {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // A node logs its lifecycle; the other commands print their own output and log only trouble.
-    let default_level = if matches!(cli.command, Command::Node { .. }) { "info" } else { "warn" };
+    let default_level = if matches!(cli.command, Command::Node { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -108,14 +117,22 @@ fn main() -> anyhow::Result<()> {
             runtime(config.io.threads)?.block_on(run_node(config))
         }
         Command::Demo => {
-            let ok = runtime(0)?.block_on(wampmesh::demo::run()).map_err(|e| anyhow::anyhow!(e))?;
+            let ok = runtime(0)?
+                .block_on(wampmesh::demo::run())
+                .map_err(|e| anyhow::anyhow!(e))?;
             if !ok {
                 anyhow::bail!("demo: some steps failed");
             }
             Ok(())
         }
-        Command::Bench { scenario, quick, out } => {
-            runtime(0)?.block_on(wampmesh::bench::run(&scenario, quick, &out)).map_err(|e| anyhow::anyhow!(e))?;
+        Command::Bench {
+            scenario,
+            quick,
+            out,
+        } => {
+            runtime(0)?
+                .block_on(wampmesh::bench::run(&scenario, quick, &out))
+                .map_err(|e| anyhow::anyhow!(e))?;
             Ok(())
         }
         Command::Certs { out, nodes } => {
@@ -132,29 +149,80 @@ async fn manage_link(action: LinkAction) -> anyhow::Result<()> {
     use wampmesh::client::{ClientConfig, Session};
     use wampmesh::wamp::{Dict, Payload, Value};
     let (node, procedure, args, json) = match action {
-        LinkAction::Start { target, address, transport } => {
+        LinkAction::Start {
+            target,
+            address,
+            transport,
+        } => {
             let options = Value::Dict(wampmesh::dict! { "transport" => transport });
-            let args = vec![target.peer.into(), address.into(), target.realm.into(), options];
+            let args = vec![
+                target.peer.into(),
+                address.into(),
+                target.realm.into(),
+                options,
+            ];
             (target.node, "wampmesh.link.start", args, target.json)
         }
-        LinkAction::Stop { target } => {
-            (target.node, "wampmesh.link.stop", vec![target.peer.into(), target.realm.into()], target.json)
-        }
+        LinkAction::Stop { target } => (
+            target.node,
+            "wampmesh.link.stop",
+            vec![target.peer.into(), target.realm.into()],
+            target.json,
+        ),
         LinkAction::List { node, json } => (node, "wampmesh.link.list", Vec::new(), json),
     };
     let session = Session::connect_tcp(&node, ClientConfig::new("wampmesh.control"))
         .await
         .with_context(|| format!("cannot join wampmesh.control at {node}"))?;
-    let result = session.call(procedure, Payload::args(args), Dict::new()).await.map_err(|e| anyhow::anyhow!("{procedure}: {e}"))?;
-    let value = result.payload.args.and_then(|a| a.into_iter().next()).unwrap_or(Value::Null);
+    let result = session
+        .call(procedure, Payload::args(args), Dict::new())
+        .await
+        .map_err(|e| anyhow::anyhow!("{procedure}: {e}"))?;
+    let value = result
+        .payload
+        .args
+        .and_then(|a| a.into_iter().next())
+        .unwrap_or(Value::Null);
     if json {
-        println!("{}", serde_json::to_string_pretty(&wampmesh::wamp::value::ValueSer { value: &value, json: true })?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&wampmesh::wamp::value::ValueSer {
+                value: &value,
+                json: true
+            })?
+        );
     } else if let Value::List(rows) = &value {
-        println!("{:<12} {:<16} {:<6} {:<10} {:>12} {:>8} {:>10} {:>10} {:>10}", "PEER", "REALM", "TRANS", "STATE", "CONNECTION", "STREAMS", "HANDSHAKES", "MSGS_IN", "MSGS_OUT");
+        println!(
+            "{:<12} {:<16} {:<6} {:<10} {:>12} {:>8} {:>10} {:>10} {:>10}",
+            "PEER",
+            "REALM",
+            "TRANS",
+            "STATE",
+            "CONNECTION",
+            "STREAMS",
+            "HANDSHAKES",
+            "MSGS_IN",
+            "MSGS_OUT"
+        );
         for row in rows.iter().filter_map(Value::as_dict) {
             let s = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
-            let n = |k: &str| row.get(k).and_then(Value::as_u64).map_or("-".to_owned(), |v| v.to_string());
-            println!("{:<12} {:<16} {:<6} {:<10} {:>12} {:>8} {:>10} {:>10} {:>10}", s("peer"), s("realm"), s("transport"), s("state"), n("connection"), n("streams"), n("handshakes"), n("messages_in"), n("messages_out"));
+            let n = |k: &str| {
+                row.get(k)
+                    .and_then(Value::as_u64)
+                    .map_or("-".to_owned(), |v| v.to_string())
+            };
+            println!(
+                "{:<12} {:<16} {:<6} {:<10} {:>12} {:>8} {:>10} {:>10} {:>10}",
+                s("peer"),
+                s("realm"),
+                s("transport"),
+                s("state"),
+                n("connection"),
+                n("streams"),
+                n("handshakes"),
+                n("messages_in"),
+                n("messages_out")
+            );
             if let Some(error) = row.get("last_error").and_then(Value::as_str) {
                 println!("{:<12} last error: {error}", "");
             }
@@ -172,17 +240,26 @@ fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     if threads > 0 {
         builder.worker_threads(threads);
     }
-    builder.enable_all().build().context("cannot start the async runtime")
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 async fn run_node(config: Config) -> anyhow::Result<()> {
     let grace = Duration::from_secs(5);
     let node = Node::start(config).await?;
     for listener in node.listeners() {
-        eprintln!("wampmesh node {}: {} listening on {}", node.id, listener.transport, listener.local_addr);
+        eprintln!(
+            "wampmesh node {}: {} listening on {}",
+            node.id, listener.transport, listener.local_addr
+        );
     }
     wait_for_signal().await?;
-    eprintln!("wampmesh node {}: shutting down (a second signal aborts)", node.id);
+    eprintln!(
+        "wampmesh node {}: shutting down (a second signal aborts)",
+        node.id
+    );
     tokio::select! {
         _ = node.shutdown(grace) => Ok(()),
         _ = wait_for_signal() => {

@@ -31,7 +31,9 @@ pub struct Management {
 
 impl std::fmt::Debug for Management {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Management").field("procedures", &self._handles.len()).finish()
+        f.debug_struct("Management")
+            .field("procedures", &self._handles.len())
+            .finish()
     }
 }
 
@@ -49,16 +51,29 @@ impl Management {
         links: LinkManager,
         template: Option<RealmConfig>,
     ) -> Result<Management, NodeError> {
-        let fail = |e: crate::client::ClientError| NodeError::Config(format!("management session: {e}"));
+        let fail =
+            |e: crate::client::ClientError| NodeError::Config(format!("management session: {e}"));
         let (client, server) = tokio::io::duplex(256 * 1024);
         let (reader, writer) = tokio::io::split(server);
         let transport = crate::dict! { "type" => "local", "protocol" => "in-process" };
         tokio::spawn(crate::session::serve(reader, writer, transport, local));
-        let cfg = ClientConfig::new(&config.management.realm).with_serializer(Serializer::MsgPack).with_authrole("admin");
+        let cfg = ClientConfig::new(&config.management.realm)
+            .with_serializer(Serializer::MsgPack)
+            .with_authrole("admin");
         let session = Session::join(client, cfg).await.map_err(fail)?;
-        let services = Arc::new(Services { host, links: links.clone(), template });
+        let services = Arc::new(Services {
+            host,
+            links: links.clone(),
+            template,
+        });
         let mut handles = Vec::new();
-        for procedure in ["wampmesh.link.start", "wampmesh.link.stop", "wampmesh.link.list", "wampmesh.realm.start", "wampmesh.realm.stop"] {
+        for procedure in [
+            "wampmesh.link.start",
+            "wampmesh.link.stop",
+            "wampmesh.link.list",
+            "wampmesh.realm.start",
+            "wampmesh.realm.stop",
+        ] {
             let services = Arc::clone(&services);
             let handle = session
                 .serve(procedure, Dict::new(), move |invocation| {
@@ -70,8 +85,16 @@ impl Management {
             handles.push(handle);
         }
         let stop = CancellationToken::new();
-        tokio::spawn(publish_events(session.clone(), links.events(), stop.clone()));
-        Ok(Management { session, _handles: handles, stop })
+        tokio::spawn(publish_events(
+            session.clone(),
+            links.events(),
+            stop.clone(),
+        ));
+        Ok(Management {
+            session,
+            _handles: handles,
+            stop,
+        })
     }
 
     pub async fn stop(&self) {
@@ -80,21 +103,37 @@ impl Management {
     }
 }
 
-async fn publish_events(session: Session, mut events: tokio::sync::broadcast::Receiver<LinkEvent>, stop: CancellationToken) {
+async fn publish_events(
+    session: Session,
+    mut events: tokio::sync::broadcast::Receiver<LinkEvent>,
+    stop: CancellationToken,
+) {
     loop {
         let event = tokio::select! {
             _ = stop.cancelled() => return,
             event = events.recv() => event,
         };
         let (topic, details) = match event {
-            Ok(LinkEvent::Up { peer, realm }) => ("wampmesh.link.on_up", crate::dict! { "peer" => peer, "realm" => realm }),
-            Ok(LinkEvent::Down { peer, realm, reason }) => {
-                ("wampmesh.link.on_down", crate::dict! { "peer" => peer, "realm" => realm, "reason" => reason })
-            }
+            Ok(LinkEvent::Up { peer, realm }) => (
+                "wampmesh.link.on_up",
+                crate::dict! { "peer" => peer, "realm" => realm },
+            ),
+            Ok(LinkEvent::Down {
+                peer,
+                realm,
+                reason,
+            }) => (
+                "wampmesh.link.on_down",
+                crate::dict! { "peer" => peer, "realm" => realm, "reason" => reason },
+            ),
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(_) => return,
         };
-        if session.publish(topic, Payload::args(vec![details.into()]), Dict::new()).await.is_err() {
+        if session
+            .publish(topic, Payload::args(vec![details.into()]), Dict::new())
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -103,26 +142,41 @@ async fn publish_events(session: Session, mut events: tokio::sync::broadcast::Re
 /// Reads argument `name` at `position` (positional) or as keyword.
 fn arg<'a>(invocation: &'a Invocation, position: usize, name: &str) -> Option<&'a Value> {
     let p = &invocation.payload;
-    p.kwargs.as_ref().and_then(|k| k.get(name)).or_else(|| p.args.as_ref().and_then(|a| a.get(position)))
+    p.kwargs
+        .as_ref()
+        .and_then(|k| k.get(name))
+        .or_else(|| p.args.as_ref().and_then(|a| a.get(position)))
 }
 
 fn text(invocation: &Invocation, position: usize, name: &str) -> Option<String> {
-    arg(invocation, position, name).and_then(Value::as_str).map(str::to_owned)
+    arg(invocation, position, name)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 impl Services {
     async fn answer(&self, procedure: &str, invocation: Invocation) {
         let outcome = match procedure {
             "wampmesh.link.start" => self.link_start(&invocation),
-            "wampmesh.link.stop" => match (text(&invocation, 0, "peer"), text(&invocation, 1, "realm")) {
-                (Some(peer), Some(realm)) => self.links.stop(&peer, &realm).await.map(|_| Value::Bool(true)).map_err(|e| e.to_string()),
-                _ => Err("expected (peer, realm)".into()),
-            },
-            "wampmesh.link.list" => Ok(Value::List(self.links.list().into_iter().map(Value::Dict).collect())),
-            "wampmesh.realm.start" => match text(&invocation, 0, "name") {
-                Some(name) if crate::wamp::uri::is_valid_uri(&name) => {
-                    Ok(Value::Bool(self.host.start(&name, authorizer_like(self.template.as_ref()))))
+            "wampmesh.link.stop" => {
+                match (text(&invocation, 0, "peer"), text(&invocation, 1, "realm")) {
+                    (Some(peer), Some(realm)) => self
+                        .links
+                        .stop(&peer, &realm)
+                        .await
+                        .map(|_| Value::Bool(true))
+                        .map_err(|e| e.to_string()),
+                    _ => Err("expected (peer, realm)".into()),
                 }
+            }
+            "wampmesh.link.list" => Ok(Value::List(
+                self.links.list().into_iter().map(Value::Dict).collect(),
+            )),
+            "wampmesh.realm.start" => match text(&invocation, 0, "name") {
+                Some(name) if crate::wamp::uri::is_valid_uri(&name) => Ok(Value::Bool(
+                    self.host
+                        .start(&name, authorizer_like(self.template.as_ref())),
+                )),
                 _ => Err("expected (name) with a valid realm URI".into()),
             },
             "wampmesh.realm.stop" => match text(&invocation, 0, "name") {
@@ -133,17 +187,29 @@ impl Services {
         };
         let _ = match outcome {
             Ok(value) => invocation.result(Payload::args(vec![value])).await,
-            Err(message) => invocation.error(reason::INVALID_ARGUMENT, Payload::args(vec![message.into()])).await,
+            Err(message) => {
+                invocation
+                    .error(
+                        reason::INVALID_ARGUMENT,
+                        Payload::args(vec![message.into()]),
+                    )
+                    .await
+            }
         };
     }
 
     fn link_start(&self, invocation: &Invocation) -> Result<Value, String> {
-        let (Some(peer), Some(address), Some(realm)) =
-            (text(invocation, 0, "peer"), text(invocation, 1, "address"), text(invocation, 2, "realm"))
-        else {
+        let (Some(peer), Some(address), Some(realm)) = (
+            text(invocation, 0, "peer"),
+            text(invocation, 1, "address"),
+            text(invocation, 2, "realm"),
+        ) else {
             return Err("expected (peer, address, realm, options)".into());
         };
-        let options = arg(invocation, 3, "options").and_then(Value::as_dict).cloned().unwrap_or_default();
+        let options = arg(invocation, 3, "options")
+            .and_then(Value::as_dict)
+            .cloned()
+            .unwrap_or_default();
         let transport = match options.get("transport").and_then(Value::as_str) {
             None | Some("quic") => LinkTransport::Quic,
             Some("tcp") => LinkTransport::Tcp,
@@ -154,14 +220,32 @@ impl Services {
             None => ReconnectPolicy::default(),
             Some(Value::Str(s)) if s == "manual" => ReconnectPolicy::Manual,
             Some(Value::Dict(d)) => ReconnectPolicy::Backoff {
-                initial_ms: d.get("initial_ms").and_then(Value::as_u64).unwrap_or(100).max(1),
-                max_ms: d.get("max_ms").and_then(Value::as_u64).unwrap_or(5000).max(1),
+                initial_ms: d
+                    .get("initial_ms")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(100)
+                    .max(1),
+                max_ms: d
+                    .get("max_ms")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(5000)
+                    .max(1),
             },
             Some(_) => return Err("reconnect must be \"manual\" or {initial_ms, max_ms}".into()),
         };
-        let ticket = options.get("ticket").and_then(Value::as_str).map(str::to_owned);
+        let ticket = options
+            .get("ticket")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         self.links
-            .start(LinkSpec { peer, address, transport, realm, reconnect, ticket })
+            .start(LinkSpec {
+                peer,
+                address,
+                transport,
+                realm,
+                reconnect,
+                ticket,
+            })
             .map(|_| Value::Bool(true))
             .map_err(|e| e.to_string())
     }

@@ -52,15 +52,24 @@ impl RealmHost {
         }
         let cancel = self.cancel.child_token();
         let realm = Realm::on_node(name, authorizer, &self.node, self.epoch);
-        self.realms.insert(spawn_realm(realm, self.policy, &self.tasks, cancel.clone()));
-        self.stoppers.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), cancel);
+        self.realms
+            .insert(spawn_realm(realm, self.policy, &self.tasks, cancel.clone()));
+        self.stoppers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), cancel);
         true
     }
 
     /// Stops a realm; its sessions are closed.
     pub fn stop(&self, name: &str) -> bool {
         self.realms.remove(name);
-        match self.stoppers.lock().unwrap_or_else(|p| p.into_inner()).remove(name) {
+        match self
+            .stoppers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+        {
             Some(cancel) => {
                 cancel.cancel();
                 true
@@ -88,7 +97,10 @@ pub struct Node {
 impl Node {
     pub async fn start(mut config: Config) -> Result<Node, NodeError> {
         for listen in &mut config.listen {
-            listen.auth.resolve_secrets().map_err(|e| NodeError::Config(e.to_string()))?;
+            listen
+                .auth
+                .resolve_secrets()
+                .map_err(|e| NodeError::Config(e.to_string()))?;
         }
         let host = RealmHost {
             node: config.node.id.clone(),
@@ -111,20 +123,34 @@ impl Node {
 
         let tls = NodeTls::from_config(config.tls.as_ref(), &config.node.id)?;
         let sessions_shutdown = CancellationToken::new();
-        let admission = Arc::new(crate::transport::admission::Admission::from_config(&config.limits));
+        let admission = Arc::new(crate::transport::admission::Admission::from_config(
+            &config.limits,
+        ));
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let local = SessionContext {
-            settings: Arc::new(ListenerSettings::trusted(config.limits.outbound_queue.max(1))),
+            settings: Arc::new(ListenerSettings::trusted(
+                config.limits.outbound_queue.max(1),
+            )),
             realms: host.realms.clone(),
             shutdown: sessions_shutdown.clone(),
             admission: admission.clone(),
             metrics: metrics.clone(),
         };
-        let quic = config.listen.iter().find(|l| l.transport == crate::config::TransportKind::Quic);
+        let quic = config
+            .listen
+            .iter()
+            .find(|l| l.transport == crate::config::TransportKind::Quic);
         let settings = quic.map(QuicSettings::from_listen).unwrap_or_default();
         let links = LinkManager::new(&config.node.id, &tls, local.clone(), &settings)?;
         let template = config.realm.first().cloned();
-        let management = crate::management::Management::start(&config, local, host.clone(), links.clone(), template).await?;
+        let management = crate::management::Management::start(
+            &config,
+            local,
+            host.clone(),
+            links.clone(),
+            template,
+        )
+        .await?;
         let mut listeners = Vec::new();
         for listen in &config.listen {
             let ctx = SessionContext {
@@ -136,8 +162,14 @@ impl Node {
             };
             listeners.push(Listener::bind(listen, &tls, ctx).await?);
         }
-        let scrape = crate::metrics::Scrape { metrics: metrics.clone(), realms: host.realms.clone(), links: Some(links.clone()), admission };
-        let metrics_server = crate::metrics::MetricsServer::start(config.metrics.as_ref(), scrape).await?;
+        let scrape = crate::metrics::Scrape {
+            metrics: metrics.clone(),
+            realms: host.realms.clone(),
+            links: Some(links.clone()),
+            admission,
+        };
+        let metrics_server =
+            crate::metrics::MetricsServer::start(config.metrics.as_ref(), scrape).await?;
         for link in &config.link {
             for realm in &link.realms {
                 links.start(LinkSpec {
@@ -166,7 +198,10 @@ impl Node {
 
     /// The bound address of the first listener of `transport` ("tcp", "unix", "quic", ...).
     pub fn local_addr(&self, transport: &str) -> Option<&str> {
-        self.listeners.iter().find(|l| l.transport == transport).map(|l| l.local_addr.as_str())
+        self.listeners
+            .iter()
+            .find(|l| l.transport == transport)
+            .map(|l| l.local_addr.as_str())
     }
 
     pub fn listeners(&self) -> &[Listener] {
@@ -223,7 +258,10 @@ impl Node {
         for listener in &self.listeners {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !listener.drain(left).await {
-                tracing::warn!(transport = listener.transport, "grace period over: aborting connections");
+                tracing::warn!(
+                    transport = listener.transport,
+                    "grace period over: aborting connections"
+                );
                 listener.abort().await;
             }
         }
@@ -251,6 +289,9 @@ fn listener_settings(listen: &ListenConfig, config: &Config) -> ListenerSettings
         outbound_queue: config.limits.outbound_queue.max(1),
         slow_consumer: config.limits.slow_consumer,
         trusted: false,
-        management: Some((config.management.realm.clone(), config.management.allow_local)),
+        management: Some((
+            config.management.realm.clone(),
+            config.management.allow_local,
+        )),
     }
 }

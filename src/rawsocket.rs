@@ -33,7 +33,10 @@ impl HandshakeRefusal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandshakeOutcome {
     /// Accept: `peer_max` is what the client will receive at most.
-    Accept { serializer: Serializer, peer_max: usize },
+    Accept {
+        serializer: Serializer,
+        peer_max: usize,
+    },
     /// Reply with the error code, then close.
     Refuse(HandshakeRefusal),
     /// Not RawSocket (bad magic, serializer 0): close without a reply.
@@ -56,7 +59,12 @@ pub fn length_from_exponent(l: u8) -> usize {
 
 /// Builds a client handshake or a server's success reply.
 pub fn handshake(serializer: Serializer, max_receive: usize) -> [u8; 4] {
-    [MAGIC, (length_exponent(max_receive) << 4) | serializer.code(), 0, 0]
+    [
+        MAGIC,
+        (length_exponent(max_receive) << 4) | serializer.code(),
+        0,
+        0,
+    ]
 }
 
 /// Server side: judges the client's 4 bytes against the serializers this listener offers.
@@ -168,7 +176,10 @@ impl Decoder for FrameCodec {
             low
         };
         if size > self.max_receive {
-            return Err(RawSocketError::TooLong { size, max: self.max_receive });
+            return Err(RawSocketError::TooLong {
+                size,
+                max: self.max_receive,
+            });
         }
         if src.len() < 4 + size {
             src.reserve(4 + size - src.len());
@@ -182,11 +193,19 @@ impl Decoder for FrameCodec {
 
 impl FrameCodec {
     /// Writes one frame header + payload into `dst`, checking the peer's maximum.
-    pub fn encode_parts(&self, kind: FrameKind, payload: &[u8], dst: &mut BytesMut) -> Result<(), RawSocketError> {
+    pub fn encode_parts(
+        &self,
+        kind: FrameKind,
+        payload: &[u8],
+        dst: &mut BytesMut,
+    ) -> Result<(), RawSocketError> {
         let size = payload.len();
         // Never send exactly 2^24: older peers treat the X bit as reserved.
         if size > self.max_send || size >= MAX_LENGTH {
-            return Err(RawSocketError::TooLong { size, max: self.max_send });
+            return Err(RawSocketError::TooLong {
+                size,
+                max: self.max_send,
+            });
         }
         dst.reserve(4 + size);
         dst.put_u8(kind as u8);
@@ -211,10 +230,17 @@ mod tests {
     #[test]
     fn autobahn_handshakes_are_accepted() {
         let all = Serializer::ALL;
-        for (byte, s) in [(0xF1, Serializer::Json), (0xF2, Serializer::MsgPack), (0xF3, Serializer::Cbor)] {
+        for (byte, s) in [
+            (0xF1, Serializer::Json),
+            (0xF2, Serializer::MsgPack),
+            (0xF3, Serializer::Cbor),
+        ] {
             assert_eq!(
                 accept_handshake([0x7F, byte, 0, 0], &all),
-                HandshakeOutcome::Accept { serializer: s, peer_max: 1 << 24 }
+                HandshakeOutcome::Accept {
+                    serializer: s,
+                    peer_max: 1 << 24
+                }
             );
         }
     }
@@ -222,14 +248,38 @@ mod tests {
     #[test]
     fn handshake_errors() {
         let json = [Serializer::Json];
-        assert_eq!(accept_handshake([0x7F, 0xF2, 0, 0], &json), HandshakeOutcome::Refuse(HandshakeRefusal::SerializerUnsupported));
-        assert_eq!(accept_handshake([0x7F, 0xF1, 0, 1], &json), HandshakeOutcome::Refuse(HandshakeRefusal::ReservedBitsUsed));
-        assert_eq!(accept_handshake([0x7F, 0xF0, 0, 0], &json), HandshakeOutcome::Fail);
-        assert_eq!(accept_handshake([0x47, 0x45, 0x54, 0x20], &json), HandshakeOutcome::Fail);
-        assert_eq!(HandshakeRefusal::SerializerUnsupported.reply(), [0x7F, 0x10, 0, 0]);
-        assert_eq!(HandshakeRefusal::MaxLengthUnacceptable.reply(), [0x7F, 0x20, 0, 0]);
-        assert_eq!(HandshakeRefusal::ReservedBitsUsed.reply(), [0x7F, 0x30, 0, 0]);
-        assert_eq!(HandshakeRefusal::MaxConnectionCountReached.reply(), [0x7F, 0x40, 0, 0]);
+        assert_eq!(
+            accept_handshake([0x7F, 0xF2, 0, 0], &json),
+            HandshakeOutcome::Refuse(HandshakeRefusal::SerializerUnsupported)
+        );
+        assert_eq!(
+            accept_handshake([0x7F, 0xF1, 0, 1], &json),
+            HandshakeOutcome::Refuse(HandshakeRefusal::ReservedBitsUsed)
+        );
+        assert_eq!(
+            accept_handshake([0x7F, 0xF0, 0, 0], &json),
+            HandshakeOutcome::Fail
+        );
+        assert_eq!(
+            accept_handshake([0x47, 0x45, 0x54, 0x20], &json),
+            HandshakeOutcome::Fail
+        );
+        assert_eq!(
+            HandshakeRefusal::SerializerUnsupported.reply(),
+            [0x7F, 0x10, 0, 0]
+        );
+        assert_eq!(
+            HandshakeRefusal::MaxLengthUnacceptable.reply(),
+            [0x7F, 0x20, 0, 0]
+        );
+        assert_eq!(
+            HandshakeRefusal::ReservedBitsUsed.reply(),
+            [0x7F, 0x30, 0, 0]
+        );
+        assert_eq!(
+            HandshakeRefusal::MaxConnectionCountReached.reply(),
+            [0x7F, 0x40, 0, 0]
+        );
     }
 
     #[test]
@@ -239,22 +289,46 @@ mod tests {
         assert_eq!(length_exponent(1000), 0);
         assert_eq!(length_exponent(1024), 1);
         assert_eq!(handshake(Serializer::Cbor, 1 << 24), [0x7F, 0xF3, 0, 0]);
-        assert_eq!(read_handshake_reply([0x7F, 0x10, 0, 0], Serializer::Json).unwrap_err().to_string(), "router refused the handshake with error code 1");
+        assert_eq!(
+            read_handshake_reply([0x7F, 0x10, 0, 0], Serializer::Json)
+                .unwrap_err()
+                .to_string(),
+            "router refused the handshake with error code 1"
+        );
     }
 
     #[test]
     fn frames_decode_split_and_reject_bad_headers() {
         let mut codec = FrameCodec::new(1024, 1024);
         let mut buf = BytesMut::new();
-        codec.encode(Frame { kind: FrameKind::Ping, payload: Bytes::from_static(b"hi") }, &mut buf).unwrap();
+        codec
+            .encode(
+                Frame {
+                    kind: FrameKind::Ping,
+                    payload: Bytes::from_static(b"hi"),
+                },
+                &mut buf,
+            )
+            .unwrap();
         assert_eq!(&buf[..], &[1, 0, 0, 2, b'h', b'i']);
         let mut partial = BytesMut::from(&buf[..3]);
         assert!(codec.decode(&mut partial).unwrap().is_none());
         let f = codec.decode(&mut buf).unwrap().unwrap();
         assert_eq!(f.kind, FrameKind::Ping);
-        assert!(matches!(codec.decode(&mut BytesMut::from(&[0x10u8, 0, 0, 0][..])), Err(RawSocketError::ReservedBits)));
-        assert!(matches!(codec.decode(&mut BytesMut::from(&[0x03u8, 0, 0, 0][..])), Err(RawSocketError::UnknownFrameType(3))));
-        assert!(matches!(codec.decode(&mut BytesMut::from(&[0u8, 0, 4, 1][..])), Err(RawSocketError::TooLong { .. })));
-        assert!(codec.encode_parts(FrameKind::Message, &[0u8; 1025], &mut BytesMut::new()).is_err());
+        assert!(matches!(
+            codec.decode(&mut BytesMut::from(&[0x10u8, 0, 0, 0][..])),
+            Err(RawSocketError::ReservedBits)
+        ));
+        assert!(matches!(
+            codec.decode(&mut BytesMut::from(&[0x03u8, 0, 0, 0][..])),
+            Err(RawSocketError::UnknownFrameType(3))
+        ));
+        assert!(matches!(
+            codec.decode(&mut BytesMut::from(&[0u8, 0, 4, 1][..])),
+            Err(RawSocketError::TooLong { .. })
+        ));
+        assert!(codec
+            .encode_parts(FrameKind::Message, &[0u8; 1025], &mut BytesMut::new())
+            .is_err());
     }
 }

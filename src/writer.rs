@@ -24,7 +24,12 @@ pub struct FrameWriter<W> {
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub fn new(io: W, codec: FrameCodec) -> Self {
-        FrameWriter { io, codec, staging: BytesMut::with_capacity(4096), chunks: Vec::new() }
+        FrameWriter {
+            io,
+            codec,
+            staging: BytesMut::with_capacity(4096),
+            chunks: Vec::new(),
+        }
     }
 
     /// Queues one frame; fails (and queues nothing) if it exceeds the peer's maximum.
@@ -36,7 +41,10 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         let len = payload.len();
         if len > self.codec.max_send || len >= crate::rawsocket::MAX_LENGTH {
             self.staging.truncate(self.staging.len() - 4);
-            return Err(RawSocketError::TooLong { size: len, max: self.codec.max_send });
+            return Err(RawSocketError::TooLong {
+                size: len,
+                max: self.codec.max_send,
+            });
         }
         // Patch the header's length (written as 0 above).
         let at = self.staging.len() - 3;
@@ -65,7 +73,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         }
         let mut first = 0;
         while first < self.chunks.len() {
-            let slices: Vec<IoSlice<'_>> = self.chunks[first..].iter().take(64).map(|c| IoSlice::new(c)).collect();
+            let slices: Vec<IoSlice<'_>> = self.chunks[first..]
+                .iter()
+                .take(64)
+                .map(|c| IoSlice::new(c))
+                .collect();
             let mut written = self.io.write_vectored(&slices).await?;
             if written == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());

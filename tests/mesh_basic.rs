@@ -16,7 +16,11 @@ fn cert_dir(name: &str, nodes: &[&str]) -> std::path::PathBuf {
 }
 
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn node_config(dir: &std::path::Path, id: &str, quic_port: u16, links: &[(&str, u16)]) -> Config {
@@ -53,7 +57,9 @@ permissions = [{{ uri = "", match = "prefix", call = true, register = true, publ
 
 async fn client(node: &Node) -> Session {
     let addr = node.local_addr("tcp").unwrap().to_owned();
-    Session::connect_tcp(&addr, ClientConfig::new("realm1")).await.expect("join")
+    Session::connect_tcp(&addr, ClientConfig::new("realm1"))
+        .await
+        .expect("join")
 }
 
 async fn wait_until<F: Fn() -> bool>(what: &str, f: F) {
@@ -71,14 +77,25 @@ async fn events_and_calls_cross_a_quic_link() {
     let dir = cert_dir("pair", &["a", "b"]);
     let (pa, pb) = (free_udp_port(), free_udp_port());
     let b = Node::start(node_config(&dir, "b", pb, &[])).await.unwrap();
-    let a = Node::start(node_config(&dir, "a", pa, &[("b", pb)])).await.unwrap();
+    let a = Node::start(node_config(&dir, "a", pa, &[("b", pb)]))
+        .await
+        .unwrap();
     let links = a.links().unwrap().clone();
-    wait_until("link up", || links.list().iter().any(|l| l.get("state").and_then(Value::as_str) == Some("up"))).await;
+    wait_until("link up", || {
+        links
+            .list()
+            .iter()
+            .any(|l| l.get("state").and_then(Value::as_str) == Some("up"))
+    })
+    .await;
 
     let sub_b = client(&b).await;
     let mut sub = sub_b.subscribe("com.example.t", Dict::new()).await.unwrap();
     let callee_b = client(&b).await;
-    let mut reg = callee_b.register("com.example.add", Dict::new()).await.unwrap();
+    let mut reg = callee_b
+        .register("com.example.add", Dict::new())
+        .await
+        .unwrap();
     tokio::spawn(async move {
         while let Some(inv) = reg.next().await {
             let args = inv.payload.args.clone().unwrap_or_default();
@@ -90,7 +107,14 @@ async fn events_and_calls_cross_a_quic_link() {
     // Interest travels to A asynchronously: retry the call until the procedure is known there.
     let mut result = None;
     for _ in 0..100 {
-        match pub_a.call("com.example.add", Payload::args(vec![2u64.into(), 3u64.into()]), Dict::new()).await {
+        match pub_a
+            .call(
+                "com.example.add",
+                Payload::args(vec![2u64.into(), 3u64.into()]),
+                Dict::new(),
+            )
+            .await
+        {
             Ok(r) => {
                 result = Some(r);
                 break;
@@ -98,9 +122,22 @@ async fn events_and_calls_cross_a_quic_link() {
             Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
         }
     }
-    assert_eq!(result.expect("call crossed the link").payload.args, Some(vec![Value::UInt(5)]));
-    pub_a.publish("com.example.t", Payload::args(vec!["hello".into()]), Dict::new()).await.unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.expect("event in time").expect("event");
+    assert_eq!(
+        result.expect("call crossed the link").payload.args,
+        Some(vec![Value::UInt(5)])
+    );
+    pub_a
+        .publish(
+            "com.example.t",
+            Payload::args(vec!["hello".into()]),
+            Dict::new(),
+        )
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("event in time")
+        .expect("event");
     assert_eq!(event.payload.args, Some(vec![Value::from("hello")]));
 
     a.shutdown(Duration::from_secs(2)).await;

@@ -1,7 +1,8 @@
 //! Harness for a router session: `session::serve` over an in-memory duplex against a fresh
-//! realm, fed a valid handshake and HELLO, then the frames the input describes. The session may
-//! end or keep running; nothing may panic, the realm task must survive, and everything the
-//! router sends must be a frame within our limit holding a message its own serializer decodes.
+//! realm, fed a valid handshake and HELLO, then the frames the input describes. A second,
+//! passive session (the observer) shares the realm. Sessions may end or keep running; nothing
+//! may panic, the realm task must survive, and everything the router sends must be a frame
+//! within the client's limit holding a message its own serializer decodes.
 //!
 //! Input: one mode byte, then a script of lines separated by `\n`:
 //! - mode `j`/`m`/`c`: client session over JSON/MessagePack/CBOR with anonymous auth; `J`/`M`/`C`:
@@ -26,11 +27,12 @@ use tokio_util::task::TaskTracker;
 use wampmesh::rawsocket::{self, FrameCodec, FrameKind, MAX_LENGTH};
 use wampmesh::router::auth::{AnonymousConfig, AuthConfig};
 use wampmesh::router::authorize::Authorizer;
+use wampmesh::router::mesh::{CHANNEL_TOPIC, INVOKE_PROCEDURE};
 use wampmesh::router::realm::Realm;
 use wampmesh::router::task::{spawn_realm, RealmHandle, SlowConsumerPolicy};
 use wampmesh::router::RealmRegistry;
 use wampmesh::session::{ListenerSettings, SessionContext};
-use wampmesh::wamp::{Dict, Message, Serializer};
+use wampmesh::wamp::{Dict, Id, Message, Serializer};
 
 /// The realm the HELLO asks for.
 const REALM: &str = "com.fuzz.realm";
@@ -117,7 +119,7 @@ impl Mode {
         }
     }
 
-    fn hello(self) -> Message {
+    fn hello(self, peer: &str) -> Message {
         let features = |names: &[&str]| -> Dict {
             wampmesh::dict! { "features" => names.iter().map(|n| (n.to_string(), true.into())).collect::<Dict>() }
         };
@@ -132,7 +134,7 @@ impl Mode {
         if self.link {
             details.insert(
                 "authextra".into(),
-                wampmesh::dict! { "peer" => "fuzz-peer" }.into(),
+                wampmesh::dict! { "peer" => peer }.into(),
             );
         }
         Message::Hello {
@@ -167,14 +169,14 @@ async fn run(mode: Mode, script: &[u8]) {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let (server_read, server_write) = tokio::io::split(server);
     let (client_read, client_write) = tokio::io::split(client);
-    let transport =
-        wampmesh::dict! { "type" => "rawsocket", "protocol" => "tcp", "peer" => "127.0.0.1:40000" };
-    let session = wampmesh::session::serve(server_read, server_write, transport, ctx);
-    let received = Cell::new(0);
+    let session =
+        wampmesh::session::serve(server_read, server_write, transport(40000), ctx.clone());
+    let (received, done) = (Cell::new(0), CancellationToken::new());
     let everything = async {
         tokio::join!(
+            observer(ctx, mode, &received, &done),
             session,
-            feed(client_write, mode, script, &shutdown, &received),
+            feed(client_write, mode, script, &shutdown, &received, &done),
             read_replies(client_read, mode, &received)
         )
     };
@@ -185,21 +187,98 @@ async fn run(mode: Mode, script: &[u8]) {
     tracker.wait().await;
 }
 
-/// Writes the handshake, HELLO and the script, lets the router answer, then closes our
-/// sending side (the session ends at once on end of stream).
+fn transport(port: u16) -> Dict {
+    let peer = format!("127.0.0.1:{port}");
+    wampmesh::dict! { "type" => "rawsocket", "protocol" => "tcp", "peer" => peer }
+}
+
+/// The handshake and HELLO of a client.
+fn opening(mode: Mode, peer: &str) -> Vec<u8> {
+    let mut out = rawsocket::handshake(mode.serializer, mode.client_max()).to_vec();
+    let hello = mode
+        .serializer
+        .encode(&mode.hello(peer))
+        .expect("HELLO encodes");
+    push_frame(&mut out, FrameKind::Message, &hello);
+    out
+}
+
+/// The second session of every run, joined before the script starts: it speaks the next
+/// serializer, subscribes to and registers (shared) everything, never answers, and closes
+/// when the fuzzed session is done. In link mode it is a second router link.
+async fn observer(ctx: SessionContext, mode: Mode, received: &Cell<u64>, done: &CancellationToken) {
+    let next = Serializer::ALL[(mode.serializer.index() + 1) % Serializer::ALL.len()];
+    let mode = Mode {
+        serializer: next,
+        ..mode
+    };
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let (server_read, server_write) = tokio::io::split(server);
+    let (client_read, mut client_write) = tokio::io::split(client);
+    let session = wampmesh::session::serve(server_read, server_write, transport(40001), ctx);
+    let mut out = opening(mode, "observer-peer");
+    for message in observer_requests(mode.link) {
+        let bytes = mode
+            .serializer
+            .encode(&message)
+            .expect("observer requests encode");
+        push_frame(&mut out, FrameKind::Message, &bytes);
+    }
+    let feed = async {
+        if client_write.write_all(&out).await.is_ok() {
+            done.cancelled().await;
+        }
+        let _ = client_write.shutdown().await;
+    };
+    tokio::join!(session, feed, read_replies(client_read, mode, received));
+}
+
+fn observer_requests(link: bool) -> Vec<Message> {
+    let id = |n| Id::new(n).expect("small ids are valid");
+    let prefix = wampmesh::dict! { "match" => "prefix" };
+    let shared = wampmesh::dict! { "match" => "prefix", "invoke" => "roundrobin" };
+    let mut requests = vec![
+        Message::Subscribe {
+            request: id(1),
+            options: prefix,
+            topic: String::new(),
+        },
+        Message::Register {
+            request: id(2),
+            options: shared,
+            procedure: "com".into(),
+        },
+    ];
+    if link {
+        requests.extend([
+            Message::Subscribe {
+                request: id(3),
+                options: Dict::new(),
+                topic: CHANNEL_TOPIC.into(),
+            },
+            Message::Register {
+                request: id(4),
+                options: Dict::new(),
+                procedure: INVOKE_PROCEDURE.into(),
+            },
+        ]);
+    }
+    requests
+}
+
+/// Once the observer has joined: writes the handshake, HELLO and the script, lets the router
+/// answer, then closes our sending side (the session ends at once on end of stream).
 async fn feed<W: AsyncWrite + Unpin>(
     mut writer: W,
     mode: Mode,
     script: &[u8],
     shutdown: &CancellationToken,
     received: &Cell<u64>,
+    done: &CancellationToken,
 ) {
-    let mut out = rawsocket::handshake(mode.serializer, mode.client_max()).to_vec();
-    let hello = mode
-        .serializer
-        .encode(&mode.hello())
-        .expect("HELLO encodes");
-    push_frame(&mut out, FrameKind::Message, &hello);
+    let _done = done.clone().drop_guard();
+    settle(received).await;
+    let mut out = opening(mode, "fuzz-peer");
     for line in script.split(|&b| b == b'\n') {
         match line {
             [b'!', b'p', rest @ ..] => push_frame(&mut out, FrameKind::Ping, rest),

@@ -41,8 +41,15 @@ pub struct LinkSpec {
 /// Link lifecycle events (published as `wampmesh.link.on_up` / `on_down`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum LinkEvent {
-    Up { peer: String, realm: String },
-    Down { peer: String, realm: String, reason: String },
+    Up {
+        peer: String,
+        realm: String,
+    },
+    Down {
+        peer: String,
+        realm: String,
+        reason: String,
+    },
 }
 
 /// Why a management request failed.
@@ -75,7 +82,13 @@ impl LinkContext {
     /// The shared connection state of `peer` (one QUIC connection for all its realms).
     pub fn peer(&self, peer: &str, address: &str) -> Arc<PeerConnection> {
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(peers.entry(peer.to_owned()).or_insert_with(|| Arc::new(PeerConnection::new(peer, address))))
+        // Keyed by address too: a peer reached at another address is another connection.
+        let key = format!("{peer}@{address}");
+        Arc::clone(
+            peers
+                .entry(key)
+                .or_insert_with(|| Arc::new(PeerConnection::new(peer, address))),
+        )
     }
 
     /// A byte stream into this node's own in-process listener.
@@ -95,7 +108,11 @@ impl LinkContext {
     pub fn report(&self, event: LinkEvent) {
         let _ = self.events.send(event.clone());
         if matches!(event, LinkEvent::Down { .. }) {
-            let callbacks = self.on_close.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let callbacks = self
+                .on_close
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             for callback in callbacks {
                 callback(&event);
             }
@@ -116,28 +133,44 @@ pub struct LinkManager {
 
 impl std::fmt::Debug for LinkManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LinkManager").field("node", &self.context.node).finish()
+        f.debug_struct("LinkManager")
+            .field("node", &self.context.node)
+            .finish()
     }
 }
 
 impl LinkManager {
     /// Links authenticate with the node's certificate and trust peers signed by its CA.
-    pub fn new(node: &str, tls: &NodeTls, local: SessionContext, settings: &QuicSettings) -> Result<LinkManager, LinkError> {
+    pub fn new(
+        node: &str,
+        tls: &NodeTls,
+        local: SessionContext,
+        settings: &QuicSettings,
+    ) -> Result<LinkManager, LinkError> {
         let client = match &tls.ca {
             Some(ca) => {
                 let trust = tls::ServerTrust::Ca(ca.clone());
-                Some(tls::client_config(&trust, Some(&tls.identity), &[tls::ALPN_QUIC]).map_err(|e| LinkError::Tls(e.to_string()))?)
+                Some(
+                    tls::client_config(&trust, Some(&tls.identity), &[tls::ALPN_QUIC])
+                        .map_err(|e| LinkError::Tls(e.to_string()))?,
+                )
             }
             None => None,
         };
         let quic = match &client {
-            Some(c) => Some(QuicConnector::new(c.clone(), settings).map_err(|e| LinkError::Tls(e.to_string()))?),
+            Some(c) => Some(
+                QuicConnector::new(c.clone(), settings)
+                    .map_err(|e| LinkError::Tls(e.to_string()))?,
+            ),
             None => None,
         };
         let tls_client = match &tls.ca {
             Some(ca) => {
                 let trust = tls::ServerTrust::Ca(ca.clone());
-                Some(Arc::new(tls::client_config(&trust, Some(&tls.identity), &[]).map_err(|e| LinkError::Tls(e.to_string()))?))
+                Some(Arc::new(
+                    tls::client_config(&trust, Some(&tls.identity), &[])
+                        .map_err(|e| LinkError::Tls(e.to_string()))?,
+                ))
             }
             None => None,
         };
@@ -152,7 +185,11 @@ impl LinkManager {
             on_close: Mutex::new(Vec::new()),
             peers: Mutex::new(HashMap::new()),
         };
-        Ok(LinkManager { context: Arc::new(context), links: Arc::default(), stop_all: CancellationToken::new() })
+        Ok(LinkManager {
+            context: Arc::new(context),
+            links: Arc::default(),
+            stop_all: CancellationToken::new(),
+        })
     }
 
     /// Events of every link: up, down with the reason.
@@ -162,7 +199,11 @@ impl LinkManager {
 
     /// Calls `callback` whenever a link goes down (the Rust API's `on_close`).
     pub fn on_close(&self, callback: impl Fn(&LinkEvent) + Send + Sync + 'static) {
-        self.context.on_close.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::new(callback));
+        self.context
+            .on_close
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::new(callback));
     }
 
     /// Starts (or restarts) the link for `spec.realm` to `spec.peer`.
@@ -174,7 +215,12 @@ impl LinkManager {
         let link = {
             let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
             match links.get(&key) {
-                Some(link) if link.spec().address == spec.address && link.spec().transport == spec.transport => Arc::clone(link),
+                Some(link)
+                    if link.spec().address == spec.address
+                        && link.spec().transport == spec.transport =>
+                {
+                    Arc::clone(link)
+                }
                 _ => {
                     let link = Arc::new(RealmLink::new(spec, Arc::clone(&self.context)));
                     if let Some(old) = links.insert(key, Arc::clone(&link)) {
@@ -200,15 +246,29 @@ impl LinkManager {
         links
             .get(&(peer.to_owned(), realm.to_owned()))
             .cloned()
-            .ok_or_else(|| LinkError::NoSuchLink { peer: peer.to_owned(), realm: realm.to_owned() })
+            .ok_or_else(|| LinkError::NoSuchLink {
+                peer: peer.to_owned(),
+                realm: realm.to_owned(),
+            })
     }
 
     /// Every link as `wampmesh.link.list` shows it.
     pub fn list(&self) -> Vec<Dict> {
-        let links: Vec<Arc<RealmLink>> = self.links.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let links: Vec<Arc<RealmLink>> = self
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         let mut rows: Vec<Dict> = links.iter().map(|l| l.status()).collect();
         rows.sort_by(|a, b| {
-            let key = |d: &Dict| (d.get("peer").cloned().unwrap_or_default(), d.get("realm").cloned().unwrap_or_default());
+            let key = |d: &Dict| {
+                (
+                    d.get("peer").cloned().unwrap_or_default(),
+                    d.get("realm").cloned().unwrap_or_default(),
+                )
+            };
             format!("{:?}", key(a)).cmp(&format!("{:?}", key(b)))
         });
         rows
@@ -217,12 +277,24 @@ impl LinkManager {
     /// Stops every link with a reason the peers see, and waits for their tasks.
     pub async fn shutdown(&self) {
         self.stop_all.cancel();
-        let links: Vec<Arc<RealmLink>> = self.links.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let links: Vec<Arc<RealmLink>> = self
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         for link in links {
             link.stop().await;
         }
-        let peers: Vec<Arc<PeerConnection>> =
-            self.context.peers.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let peers: Vec<Arc<PeerConnection>> = self
+            .context
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         for peer in peers {
             peer.close("node shutting down");
         }

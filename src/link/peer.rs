@@ -33,7 +33,10 @@ impl PeerConnection {
 
     fn live(&self) -> Option<QuicConnection> {
         let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        current.as_ref().filter(|c| c.connection.close_reason().is_none()).cloned()
+        current
+            .as_ref()
+            .filter(|c| c.connection.close_reason().is_none())
+            .cloned()
     }
 
     /// The live connection, or a new one (one handshake) if there is none.
@@ -45,7 +48,10 @@ impl PeerConnection {
         if let Some(c) = self.live() {
             return Ok(c);
         }
-        let connection = connector.connect(&self.address, &self.peer).await.map_err(|e| e.to_string())?;
+        let connection = connector
+            .connect(&self.address, &self.peer)
+            .await
+            .map_err(|e| e.to_string())?;
         self.handshakes.fetch_add(1, Ordering::Relaxed);
         tracing::info!(peer = %self.peer, address = %self.address, id = connection.id(), "link connection established");
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(connection.clone());
@@ -64,8 +70,14 @@ impl PeerConnection {
 
     /// Closes the connection with a reason the peer sees.
     pub fn close(&self, reason: &str) {
-        if let Some(c) = self.current.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            c.connection.close(quinn::VarInt::from_u32(0), reason.as_bytes());
+        if let Some(c) = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            c.connection
+                .close(quinn::VarInt::from_u32(0), reason.as_bytes());
         }
     }
 }

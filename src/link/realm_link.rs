@@ -73,7 +73,12 @@ impl RealmLink {
             spec,
             context,
             running: Mutex::new(None),
-            status: Mutex::new(Status { state: LinkState::Stopped, up_since: None, last_error: None, handshakes: 0 }),
+            status: Mutex::new(Status {
+                state: LinkState::Stopped,
+                up_since: None,
+                last_error: None,
+                handshakes: 0,
+            }),
             counters: Mutex::new(Arc::default()),
         }
     }
@@ -99,24 +104,41 @@ impl RealmLink {
         let stop = parent.child_token();
         let link = Arc::clone(self);
         let token = stop.clone();
-        let task = self.context.tracker.spawn(async move { link.run(token).await });
+        let task = self
+            .context
+            .tracker
+            .spawn(async move { link.run(token).await });
         *running = Some(Running { stop, task });
     }
 
     /// Stops the link and resets its state, so that `start` works again.
     pub async fn stop(&self) {
-        let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(running) = running {
             running.stop.cancel();
             let _ = running.task.await;
         }
-        *self.lock_status() = Status { state: LinkState::Stopped, up_since: None, last_error: None, handshakes: 0 };
+        *self.lock_status() = Status {
+            state: LinkState::Stopped,
+            up_since: None,
+            last_error: None,
+            handshakes: 0,
+        };
         *self.counters.lock().unwrap_or_else(|p| p.into_inner()) = Arc::default();
     }
 
     /// Cancels without waiting (the link is being replaced).
     pub(crate) fn stop_now(&self) {
-        if let Some(running) = self.running.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(running) = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             running.stop.cancel();
         }
     }
@@ -132,7 +154,11 @@ impl RealmLink {
                 peer.streams_open.load(Ordering::Relaxed),
                 peer.handshakes(),
             ),
-            _ => (Value::Null, u64::from(status.state == LinkState::Up), status.handshakes),
+            _ => (
+                Value::Null,
+                u64::from(status.state == LinkState::Up),
+                status.handshakes,
+            ),
         };
         crate::dict! {
             "peer" => self.spec.peer.clone(),
@@ -157,7 +183,11 @@ impl RealmLink {
             // Not raced against `stop`: the shuttle watches it and closes in order (both
             // sessions leave, so calls in flight get an error); dropping it would leave them open.
             let reason = self.connect_and_carry(&stop, &mut attempt).await;
-            let event = LinkEvent::Down { peer: self.spec.peer.clone(), realm: self.spec.realm.clone(), reason: reason.clone() };
+            let event = LinkEvent::Down {
+                peer: self.spec.peer.clone(),
+                realm: self.spec.realm.clone(),
+                reason: reason.clone(),
+            };
             tracing::info!(peer = %self.spec.peer, realm = %self.spec.realm, %reason, "realm link down");
             {
                 let mut status = self.lock_status();
@@ -166,11 +196,15 @@ impl RealmLink {
                 status.last_error = Some(reason);
             }
             self.context.report(event);
-            let ReconnectPolicy::Backoff { initial_ms, max_ms } = self.spec.reconnect else { break };
+            let ReconnectPolicy::Backoff { initial_ms, max_ms } = self.spec.reconnect else {
+                break;
+            };
             if stop.is_cancelled() {
                 break;
             }
-            let base = initial_ms.saturating_mul(1u64 << attempt.min(16)).min(max_ms);
+            let base = initial_ms
+                .saturating_mul(1u64 << attempt.min(16))
+                .min(max_ms);
             let delay = rand::thread_rng().gen_range(base / 2..=base.max(1));
             attempt = attempt.saturating_add(1);
             tokio::select! {
@@ -198,7 +232,10 @@ impl RealmLink {
             status.up_since = Some(Instant::now());
         }
         tracing::info!(peer = %self.spec.peer, realm = %self.spec.realm, "realm link up");
-        self.context.report(LinkEvent::Up { peer: self.spec.peer.clone(), realm: self.spec.realm.clone() });
+        self.context.report(LinkEvent::Up {
+            peer: self.spec.peer.clone(),
+            realm: self.spec.realm.clone(),
+        });
         let peer = self.context.peer(&self.spec.peer, &self.spec.address);
         let quic = self.spec.transport == LinkTransport::Quic;
         if quic {
@@ -227,33 +264,57 @@ impl RealmLink {
         let spec = &self.spec;
         let stream: Box<dyn ByteStream> = match spec.transport {
             LinkTransport::Quic => {
-                let quic = self.context.quic.as_ref().ok_or("quic links need [tls] with a ca")?;
+                let quic = self
+                    .context
+                    .quic
+                    .as_ref()
+                    .ok_or("quic links need [tls] with a ca")?;
                 let peer = self.context.peer(&spec.peer, &spec.address);
                 let connection = peer.connection(quic).await?;
-                Box::new(connection.open_stream().await.map_err(|e| format!("opening a stream failed: {e}"))?)
+                Box::new(
+                    connection
+                        .open_stream()
+                        .await
+                        .map_err(|e| format!("opening a stream failed: {e}"))?,
+                )
             }
             LinkTransport::Tcp => {
-                let stream = tokio::net::TcpStream::connect(&spec.address).await.map_err(|e| format!("tcp connect: {e}"))?;
+                let stream = tokio::net::TcpStream::connect(&spec.address)
+                    .await
+                    .map_err(|e| format!("tcp connect: {e}"))?;
                 let _ = stream.set_nodelay(true);
                 self.lock_status().handshakes += 1;
                 Box::new(stream)
             }
             LinkTransport::Tls => {
-                let tls = self.context.tls_client.clone().ok_or("tls links need [tls] with a ca")?;
-                let stream = tls_tcp::connect(&spec.address, &spec.peer, tls).await.map_err(|e| format!("tls connect: {e}"))?;
+                let tls = self
+                    .context
+                    .tls_client
+                    .clone()
+                    .ok_or("tls links need [tls] with a ca")?;
+                let stream = tls_tcp::connect(&spec.address, &spec.peer, tls)
+                    .await
+                    .map_err(|e| format!("tls connect: {e}"))?;
                 self.lock_status().handshakes += 1;
                 Box::new(stream)
             }
         };
         let auth = match (&spec.transport, &spec.ticket) {
-            (LinkTransport::Tcp, Some(ticket)) => ClientAuth::Ticket { authid: self.context.node.clone(), ticket: ticket.clone() },
+            (LinkTransport::Tcp, Some(ticket)) => ClientAuth::Ticket {
+                authid: self.context.node.clone(),
+                ticket: ticket.clone(),
+            },
             _ => ClientAuth::Anonymous,
         };
-        let mut config = ClientConfig::new(&spec.realm).with_serializer(Serializer::MsgPack).with_auth(auth);
+        let mut config = ClientConfig::new(&spec.realm)
+            .with_serializer(Serializer::MsgPack)
+            .with_auth(auth);
         if spec.transport != LinkTransport::Tcp {
             config = config.with_hello_extra("authmethods", vec![Value::from("tls")]);
         }
-        Session::join(stream, config).await.map_err(|e| format!("joining {} at {}: {e}", spec.realm, spec.peer))
+        Session::join(stream, config)
+            .await
+            .map_err(|e| format!("joining {} at {}: {e}", spec.realm, spec.peer))
     }
 
     /// Joins the local realm through the node's in-process listener.
@@ -262,7 +323,12 @@ impl RealmLink {
         let config = ClientConfig::new(&self.spec.realm)
             .with_serializer(Serializer::MsgPack)
             .with_authrole(LINK_ROLE)
-            .with_hello_extra("authextra", crate::dict! { "peer" => self.spec.peer.clone() });
-        Session::join(stream, config).await.map_err(|e| format!("joining local realm {}: {e}", self.spec.realm))
+            .with_hello_extra(
+                "authextra",
+                crate::dict! { "peer" => self.spec.peer.clone() },
+            );
+        Session::join(stream, config)
+            .await
+            .map_err(|e| format!("joining local realm {}: {e}", self.spec.realm))
     }
 }

@@ -39,12 +39,21 @@ impl Side {
     pub async fn attach(session: Session) -> Result<Side, ClientError> {
         let channel = session.subscribe(CHANNEL_TOPIC, Dict::new()).await?;
         let invoke = session.register(INVOKE_PROCEDURE, Dict::new()).await?;
-        Ok(Side { session, channel, invoke })
+        Ok(Side {
+            session,
+            channel,
+            invoke,
+        })
     }
 }
 
 /// Carries traffic until one side ends or `stop` fires; returns why it ended.
-pub async fn run(mut local: Side, mut remote: Side, counters: Arc<LinkCounters>, stop: CancellationToken) -> String {
+pub async fn run(
+    mut local: Side,
+    mut remote: Side,
+    counters: Arc<LinkCounters>,
+    stop: CancellationToken,
+) -> String {
     let calls = TaskTracker::new();
     let reason = loop {
         tokio::select! {
@@ -96,16 +105,27 @@ pub async fn run(mut local: Side, mut remote: Side, counters: Arc<LinkCounters>,
 
 /// A channel EVENT from one realm becomes a channel PUBLISH into the other.
 async fn relay_event(target: &Session, event: Event) -> Result<(), ClientError> {
-    let Some(body) = event.details.get(MESH_KEY).cloned() else { return Ok(()) };
+    let Some(body) = event.details.get(MESH_KEY).cloned() else {
+        return Ok(());
+    };
     let options = crate::dict! { MESH_KEY => body };
-    target.publish(CHANNEL_TOPIC, event.payload, options).await.map(|_| ())
+    target
+        .publish(CHANNEL_TOPIC, event.payload, options)
+        .await
+        .map(|_| ())
 }
 
 /// An INVOCATION from one realm becomes a CALL into the other; answers flow back.
 async fn relay_call(invocation: Invocation, target: Session) {
     let details = &invocation.details;
-    let Some(procedure) = details.get("procedure").and_then(Value::as_str).map(str::to_owned) else {
-        let _ = invocation.error(reason::INVALID_ARGUMENT, Payload::default()).await;
+    let Some(procedure) = details
+        .get("procedure")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        let _ = invocation
+            .error(reason::INVALID_ARGUMENT, Payload::default())
+            .await;
         return;
     };
     let mut options = Dict::new();
@@ -120,7 +140,10 @@ async fn relay_call(invocation: Invocation, target: Session) {
     if let Some(mesh) = details.get(MESH_KEY) {
         options.insert(MESH_KEY.into(), mesh.clone());
     }
-    let mut pending = match target.call_cancellable(&procedure, invocation.payload.clone(), options).await {
+    let mut pending = match target
+        .call_cancellable(&procedure, invocation.payload.clone(), options)
+        .await
+    {
         Ok(pending) => pending,
         Err(e) => return answer_error(invocation, e).await,
     };

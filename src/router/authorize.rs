@@ -26,7 +26,11 @@ pub struct Authorizer {
 impl Authorizer {
     pub fn from_config(realm: &RealmConfig) -> Authorizer {
         Authorizer {
-            roles: realm.roles.iter().map(|r| (r.name.clone(), r.permissions.clone())).collect(),
+            roles: realm
+                .roles
+                .iter()
+                .map(|r| (r.name.clone(), r.permissions.clone()))
+                .collect(),
         }
     }
 
@@ -49,7 +53,9 @@ impl Authorizer {
 
     /// Is `role` allowed `action` on `target` (a concrete URI or a subscription/registration pattern)?
     pub fn allows(&self, role: &str, action: Action, target: &str) -> bool {
-        let Some(permissions) = self.roles.get(role) else { return false };
+        let Some(permissions) = self.roles.get(role) else {
+            return false;
+        };
         let best = permissions
             .iter()
             .filter(|p| uri::matches(p.policy, &p.uri, target))

@@ -75,7 +75,12 @@ impl Broker {
                 });
                 self.subscriptions.insert(
                     id,
-                    Subscription { uri: topic.to_owned(), policy, created, subscribers: HashSet::new() },
+                    Subscription {
+                        uri: topic.to_owned(),
+                        policy,
+                        created,
+                        subscribers: HashSet::new(),
+                    },
                 );
                 match policy {
                     MatchPolicy::Exact => {}
@@ -90,22 +95,51 @@ impl Broker {
                 id
             }
         };
-        let added = self.subscriptions.get_mut(&id).is_some_and(|s| s.subscribers.insert(session));
+        let added = self
+            .subscriptions
+            .get_mut(&id)
+            .is_some_and(|s| s.subscribers.insert(session));
         self.by_session.entry(session).or_default().insert(id);
-        out.send(session, Message::Subscribed { request, subscription: id });
+        out.send(
+            session,
+            Message::Subscribed {
+                request,
+                subscription: id,
+            },
+        );
         if added {
-            out.meta(MetaEvent::SubscriptionAdded { session, subscription: id });
+            out.meta(MetaEvent::SubscriptionAdded {
+                session,
+                subscription: id,
+            });
         }
     }
 
-    pub fn handle_unsubscribe(&mut self, session: SessionId, request: Id, subscription: Id, out: &mut Outbox) {
+    pub fn handle_unsubscribe(
+        &mut self,
+        session: SessionId,
+        request: Id,
+        subscription: Id,
+        out: &mut Outbox,
+    ) {
         if self.remove_subscriber(session, subscription, out) {
             if let Some(ids) = self.by_session.get_mut(&session) {
                 ids.remove(&subscription);
             }
-            out.send(session, Message::Unsubscribed { request: Some(request), details: None });
+            out.send(
+                session,
+                Message::Unsubscribed {
+                    request: Some(request),
+                    details: None,
+                },
+            );
         } else {
-            out.error(session, code::UNSUBSCRIBE, request, reason::NO_SUCH_SUBSCRIPTION);
+            out.error(
+                session,
+                code::UNSUBSCRIBE,
+                request,
+                reason::NO_SUCH_SUBSCRIPTION,
+            );
         }
     }
 
@@ -117,11 +151,16 @@ impl Broker {
     }
 
     fn remove_subscriber(&mut self, session: SessionId, id: Id, out: &mut Outbox) -> bool {
-        let Some(sub) = self.subscriptions.get_mut(&id) else { return false };
+        let Some(sub) = self.subscriptions.get_mut(&id) else {
+            return false;
+        };
         if !sub.subscribers.remove(&session) {
             return false;
         }
-        out.meta(MetaEvent::SubscriptionRemoved { session, subscription: id });
+        out.meta(MetaEvent::SubscriptionRemoved {
+            session,
+            subscription: id,
+        });
         if sub.subscribers.is_empty() {
             if let Some(sub) = self.subscriptions.remove(&id) {
                 match sub.policy {
@@ -135,7 +174,10 @@ impl Broker {
                 }
                 self.index.remove(&(sub.policy, sub.uri));
             }
-            out.meta(MetaEvent::SubscriptionDeleted { session, subscription: id });
+            out.meta(MetaEvent::SubscriptionDeleted {
+                session,
+                subscription: id,
+            });
         }
         true
     }
@@ -155,7 +197,10 @@ impl Broker {
         sessions: &HashMap<SessionId, SessionInfo>,
         out: &mut Outbox,
     ) -> Option<Id> {
-        let acknowledge = options.get("acknowledge").and_then(Value::as_bool).unwrap_or(false);
+        let acknowledge = options
+            .get("acknowledge")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         if !uri::is_valid_uri(topic) {
             if acknowledge {
                 out.error(publisher.id, code::PUBLISH, request, reason::INVALID_URI);
@@ -166,21 +211,46 @@ impl Broker {
         let relayed = relay.disclosed.is_some() || relay.publication.is_some();
         let publication = relay.publication.unwrap_or_else(Id::random);
         let mut details = Dict::new();
-        if options.get("disclose_me").and_then(Value::as_bool).unwrap_or(false) {
+        if options
+            .get("disclose_me")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        {
             match relay.disclosed {
                 Some(disclosed) => details.extend(disclosed),
                 None => {
                     details.insert("publisher".into(), publisher.id.get().into());
                     details.insert("publisher_authid".into(), publisher.authid.clone().into());
-                    details.insert("publisher_authrole".into(), publisher.authrole.clone().into());
+                    details.insert(
+                        "publisher_authrole".into(),
+                        publisher.authrole.clone().into(),
+                    );
                 }
             }
         }
-        let exclude_me = relayed || options.get("exclude_me").and_then(Value::as_bool).unwrap_or(true);
+        let exclude_me = relayed
+            || options
+                .get("exclude_me")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
         let filter = Filter::from_options(options, exclude_me.then_some(publisher.id));
-        self.fan_out(topic, publication, details, &payload, &filter, sessions, out);
+        self.fan_out(
+            topic,
+            publication,
+            details,
+            &payload,
+            &filter,
+            sessions,
+            out,
+        );
         if acknowledge {
-            out.send(publisher.id, Message::Published { request, publication });
+            out.send(
+                publisher.id,
+                Message::Published {
+                    request,
+                    publication,
+                },
+            );
         }
         Some(publication)
     }
@@ -189,7 +259,15 @@ impl Broker {
     pub fn publish_internal(&mut self, topic: &str, payload: Payload, out: &mut Outbox) {
         let filter = Filter::default();
         let sessions = HashMap::new();
-        self.fan_out(topic, Id::random(), Dict::new(), &payload, &filter, &sessions, out);
+        self.fan_out(
+            topic,
+            Id::random(),
+            Dict::new(),
+            &payload,
+            &filter,
+            &sessions,
+            out,
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -204,8 +282,14 @@ impl Broker {
         out: &mut Outbox,
     ) {
         for id in self.matching(topic) {
-            let Some(sub) = self.subscriptions.get(&id) else { continue };
-            let mut receivers = sub.subscribers.iter().filter(|s| filter.admits(**s, sessions)).peekable();
+            let Some(sub) = self.subscriptions.get(&id) else {
+                continue;
+            };
+            let mut receivers = sub
+                .subscribers
+                .iter()
+                .filter(|s| filter.admits(**s, sessions))
+                .peekable();
             if receivers.peek().is_none() {
                 continue;
             }
@@ -232,7 +316,12 @@ impl Broker {
             found.push(*id);
         }
         if self.prefixes.len() <= topic.len() {
-            found.extend(self.prefixes.iter().filter(|(p, _)| topic.starts_with(p.as_str())).map(|(_, id)| *id));
+            found.extend(
+                self.prefixes
+                    .iter()
+                    .filter(|(p, _)| topic.starts_with(p.as_str()))
+                    .map(|(_, id)| *id),
+            );
         } else {
             let cuts = topic.char_indices().map(|(i, _)| i).chain([topic.len()]);
             found.extend(cuts.filter_map(|i| self.prefixes.get(&topic[..i])).copied());
@@ -248,12 +337,19 @@ impl Broker {
 
     /// Subscriptions with at least one subscriber for which `is_link` is false, as mesh
     /// interest (router-internal `wamp.` and `wampmesh.` topics are never advertised).
-    pub fn local_interest(&self, is_link: impl Fn(SessionId) -> bool) -> Vec<crate::router::mesh::Interest> {
+    pub fn local_interest(
+        &self,
+        is_link: impl Fn(SessionId) -> bool,
+    ) -> Vec<crate::router::mesh::Interest> {
         self.subscriptions
             .values()
             .filter(|s| !s.uri.starts_with("wamp.") && !s.uri.starts_with("wampmesh."))
             .filter(|s| s.subscribers.iter().any(|m| !is_link(*m)))
-            .map(|s| crate::router::mesh::Interest { uri: s.uri.clone(), policy: s.policy, invoke: None })
+            .map(|s| crate::router::mesh::Interest {
+                uri: s.uri.clone(),
+                policy: s.policy,
+                invoke: None,
+            })
             .collect()
     }
 
@@ -282,7 +378,9 @@ impl Broker {
     }
 
     pub fn subscribers(&self, id: Id) -> Option<Vec<SessionId>> {
-        self.subscriptions.get(&id).map(|s| s.subscribers.iter().copied().collect())
+        self.subscriptions
+            .get(&id)
+            .map(|s| s.subscribers.iter().copied().collect())
     }
 }
 
@@ -301,13 +399,18 @@ struct Filter {
 impl Filter {
     fn from_options(options: &Dict, exclude_session: Option<SessionId>) -> Filter {
         let ids = |key: &str| {
-            options.get(key).and_then(Value::as_list).map(|l| l.iter().filter_map(Value::as_u64).collect())
-        };
-        let names = |key: &str| {
             options
                 .get(key)
                 .and_then(Value::as_list)
-                .map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .map(|l| l.iter().filter_map(Value::as_u64).collect())
+        };
+        let names = |key: &str| {
+            options.get(key).and_then(Value::as_list).map(|l| {
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
         };
         Filter {
             exclude_session,
@@ -332,16 +435,21 @@ impl Filter {
         if !by_id && !by_auth {
             return true;
         }
-        let Some(info) = sessions.get(&session) else { return false };
+        let Some(info) = sessions.get(&session) else {
+            return false;
+        };
         // A router link carries the lists onward: the node where the subscribers are applies them.
         if info.authrole == crate::router::mesh::LINK_ROLE {
             return true;
         }
         let id = session.get();
-        if self.exclude.as_ref().is_some_and(|s| s.contains(&id)) || self.eligible.as_ref().is_some_and(|s| !s.contains(&id)) {
+        if self.exclude.as_ref().is_some_and(|s| s.contains(&id))
+            || self.eligible.as_ref().is_some_and(|s| !s.contains(&id))
+        {
             return false;
         }
-        let listed = |set: &Option<HashSet<String>>, value: &str| set.as_ref().map(|s| s.contains(value));
+        let listed =
+            |set: &Option<HashSet<String>>, value: &str| set.as_ref().map(|s| s.contains(value));
         listed(&self.exclude_authid, &info.authid) != Some(true)
             && listed(&self.eligible_authid, &info.authid) != Some(false)
             && listed(&self.exclude_authrole, &info.authrole) != Some(true)

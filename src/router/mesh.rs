@@ -77,9 +77,18 @@ impl Advertisement {
             let uri = item.first()?.as_str()?.to_owned();
             let policy = MatchPolicy::parse(item.get(1)?.as_str())?;
             let invoke = item.get(2).and_then(Value::as_str).map(str::to_owned);
-            interest.insert(Interest { uri, policy, invoke });
+            interest.insert(Interest {
+                uri,
+                policy,
+                invoke,
+            });
         }
-        let ad = Advertisement { origin, epoch: d.get("epoch")?.as_u64()?, seq: d.get("seq")?.as_u64()?, interest };
+        let ad = Advertisement {
+            origin,
+            epoch: d.get("epoch")?.as_u64()?,
+            seq: d.get("seq")?.as_u64()?,
+            interest,
+        };
         Some((ad, d.get("hops")?.as_u64()?))
     }
 }
@@ -103,7 +112,10 @@ struct Known {
 
 impl Known {
     fn route(&self) -> Option<(SessionId, u64)> {
-        self.deliverers.iter().min_by_key(|(s, h)| (**h, **s)).map(|(s, h)| (*s, *h))
+        self.deliverers
+            .iter()
+            .min_by_key(|(s, h)| (**h, **s))
+            .map(|(s, h)| (*s, *h))
     }
 }
 
@@ -162,19 +174,34 @@ impl Mesh {
     }
 
     pub fn add_neighbor(&mut self, session: SessionId, peer: &str) {
-        self.neighbors.insert(session, Neighbor { peer: peer.to_owned(), channel: None, invoke: None });
+        self.neighbors.insert(
+            session,
+            Neighbor {
+                peer: peer.to_owned(),
+                channel: None,
+                invoke: None,
+            },
+        );
     }
 
     /// The neighbor subscribed to its channel: it gets our whole table.
     pub fn channel_ready(&mut self, session: SessionId, subscription: Id) -> Vec<ChannelMessage> {
-        let Some(n) = self.neighbors.get_mut(&session) else { return Vec::new() };
+        let Some(n) = self.neighbors.get_mut(&session) else {
+            return Vec::new();
+        };
         n.channel = Some(subscription);
         let peer = n.peer.clone();
-        let mut out = vec![ChannelMessage { to: session, body: self.own_ad().to_dict(1) }];
+        let mut out = vec![ChannelMessage {
+            to: session,
+            body: self.own_ad().to_dict(1),
+        }];
         for known in self.known.values() {
             if let Some((_, hops)) = known.route() {
                 if known.ad.origin != peer {
-                    out.push(ChannelMessage { to: session, body: known.ad.to_dict(hops + 1) });
+                    out.push(ChannelMessage {
+                        to: session,
+                        body: known.ad.to_dict(hops + 1),
+                    });
                 }
             }
         }
@@ -188,7 +215,12 @@ impl Mesh {
     }
 
     fn own_ad(&self) -> Advertisement {
-        Advertisement { origin: self.node.clone(), epoch: self.epoch, seq: self.seq, interest: self.own.clone() }
+        Advertisement {
+            origin: self.node.clone(),
+            epoch: self.epoch,
+            seq: self.seq,
+            interest: self.own.clone(),
+        }
     }
 
     /// Our clients' interest changed: a new advertisement for every neighbor, if it differs.
@@ -199,11 +231,19 @@ impl Mesh {
         self.own = interest;
         self.seq += 1;
         let body = self.own_ad().to_dict(1);
-        self.ready_neighbors(None).map(|to| ChannelMessage { to, body: body.clone() }).collect()
+        self.ready_neighbors(None)
+            .map(|to| ChannelMessage {
+                to,
+                body: body.clone(),
+            })
+            .collect()
     }
 
     fn ready_neighbors(&self, except: Option<SessionId>) -> impl Iterator<Item = SessionId> + '_ {
-        self.neighbors.iter().filter(move |(s, n)| n.channel.is_some() && Some(**s) != except).map(|(s, _)| *s)
+        self.neighbors
+            .iter()
+            .filter(move |(s, n)| n.channel.is_some() && Some(**s) != except)
+            .map(|(s, _)| *s)
     }
 
     /// A channel message from a neighbor (advertisement or unreachable notice).
@@ -214,7 +254,11 @@ impl Mesh {
                 None => Vec::new(),
             },
             Some("unreachable") => {
-                let origin = body.get("origin").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let origin = body
+                    .get("origin")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
                 let version = (
                     body.get("epoch").and_then(Value::as_u64).unwrap_or(0),
                     body.get("seq").and_then(Value::as_u64).unwrap_or(0),
@@ -244,17 +288,33 @@ impl Mesh {
         }
         let body = ad.to_dict(hops + 1);
         let origin = ad.origin.clone();
-        self.known.insert(origin.clone(), Known { ad, deliverers: BTreeMap::from([(from, hops)]) });
+        self.known.insert(
+            origin.clone(),
+            Known {
+                ad,
+                deliverers: BTreeMap::from([(from, hops)]),
+            },
+        );
         let peer_of = |s: &SessionId| self.neighbors.get(s).map(|n| n.peer.clone());
         self.ready_neighbors(Some(from))
             .filter(|s| peer_of(s).as_deref() != Some(origin.as_str()))
-            .map(|to| ChannelMessage { to, body: body.clone() })
+            .map(|to| ChannelMessage {
+                to,
+                body: body.clone(),
+            })
             .collect()
     }
 
     /// `from` no longer delivers `origin` (at `version`, or any version when `None`).
-    fn withdraw(&mut self, origin: &str, from: SessionId, version: Option<(u64, u64)>) -> Vec<ChannelMessage> {
-        let Some(k) = self.known.get(origin) else { return Vec::new() };
+    fn withdraw(
+        &mut self,
+        origin: &str,
+        from: SessionId,
+        version: Option<(u64, u64)>,
+    ) -> Vec<ChannelMessage> {
+        let Some(k) = self.known.get(origin) else {
+            return Vec::new();
+        };
         if version.is_some_and(|v| v != k.ad.version()) {
             return Vec::new();
         }
@@ -269,8 +329,15 @@ impl Mesh {
     /// route left, `origin` is dropped and every neighbor but `from` hears it is unreachable.
     /// Without this, a neighbor keeps counting on a route we no longer have, and what it
     /// forwards for `origin` is dropped on the way (a ring that loses one link loses traffic).
-    fn reroute(&mut self, origin: &str, from: Option<SessionId>, change: impl FnOnce(&mut Known)) -> Vec<ChannelMessage> {
-        let Some(k) = self.known.get_mut(origin) else { return Vec::new() };
+    fn reroute(
+        &mut self,
+        origin: &str,
+        from: Option<SessionId>,
+        change: impl FnOnce(&mut Known),
+    ) -> Vec<ChannelMessage> {
+        let Some(k) = self.known.get_mut(origin) else {
+            return Vec::new();
+        };
         let before = k.route();
         change(k);
         let after = k.route();
@@ -282,12 +349,25 @@ impl Mesh {
         };
         let Some((via, advert)) = after.map(|(via, hops)| (via, k.ad.to_dict(hops + 1))) else {
             self.known.remove(origin);
-            return self.ready_neighbors(from).map(|to| ChannelMessage { to, body: unreachable.clone() }).collect();
+            return self
+                .ready_neighbors(from)
+                .map(|to| ChannelMessage {
+                    to,
+                    body: unreachable.clone(),
+                })
+                .collect();
         };
         let peer_of = |s: &SessionId| self.neighbors.get(s).map(|n| n.peer.as_str());
         self.ready_neighbors(None)
             .filter(|s| peer_of(s) != Some(origin))
-            .map(|to| ChannelMessage { to, body: if to == via { unreachable.clone() } else { advert.clone() } })
+            .map(|to| ChannelMessage {
+                to,
+                body: if to == via {
+                    unreachable.clone()
+                } else {
+                    advert.clone()
+                },
+            })
             .collect()
     }
 
@@ -297,7 +377,10 @@ impl Mesh {
             return Vec::new();
         }
         let origins: Vec<String> = self.known.keys().cloned().collect();
-        origins.iter().flat_map(|o| self.withdraw(o, session, None)).collect()
+        origins
+            .iter()
+            .flat_map(|o| self.withdraw(o, session, None))
+            .collect()
     }
 
     /// The interest each neighbor should hold proxies for: what is routed through it.
@@ -305,7 +388,9 @@ impl Mesh {
         let mut out: HashMap<SessionId, BTreeSet<Interest>> = HashMap::new();
         for k in self.known.values() {
             if let Some((via, _)) = k.route() {
-                out.entry(via).or_default().extend(k.ad.interest.iter().cloned());
+                out.entry(via)
+                    .or_default()
+                    .extend(k.ad.interest.iter().cloned());
             }
         }
         out
@@ -313,7 +398,10 @@ impl Mesh {
 
     /// The neighbor through which `origin` is reached, if it is known.
     pub fn route_to(&self, origin: &str) -> Option<SessionId> {
-        self.known.get(origin).and_then(Known::route).map(|(via, _)| via)
+        self.known
+            .get(origin)
+            .and_then(Known::route)
+            .map(|(via, _)| via)
     }
 
     /// Origins reached through `link` that advertise interest `uri` with `policy` (the nodes
@@ -323,7 +411,11 @@ impl Mesh {
             .known
             .values()
             .filter(|k| k.route().is_some_and(|(via, _)| via == link))
-            .filter(|k| k.ad.interest.iter().any(|i| i.uri == uri && i.policy == policy))
+            .filter(|k| {
+                k.ad.interest
+                    .iter()
+                    .any(|i| i.uri == uri && i.policy == policy)
+            })
             .map(|k| k.ad.origin.clone())
             .collect();
         origins.sort();
@@ -351,7 +443,10 @@ impl Mesh {
             .known
             .values()
             .map(|k| {
-                let via = k.route().and_then(|(s, _)| self.neighbors.get(&s)).map(|n| n.peer.clone());
+                let via = k
+                    .route()
+                    .and_then(|(s, _)| self.neighbors.get(&s))
+                    .map(|n| n.peer.clone());
                 (k.ad.origin.clone(), via)
             })
             .collect();
@@ -364,6 +459,11 @@ impl Mesh {
 pub fn path_of(mesh: Option<&Dict>) -> Vec<String> {
     mesh.and_then(|m| m.get("path"))
         .and_then(Value::as_list)
-        .map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|l| {
+            l.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }

@@ -19,7 +19,8 @@ pub fn call(realm: &Realm, procedure: &str, payload: &Payload) -> Option<Answer>
         let options = args.get(1).and_then(Value::as_dict);
         MatchPolicy::parse(options.and_then(|o| o.get("match")).and_then(Value::as_str))
     };
-    let ids = |list: Vec<SessionId>| Value::List(list.into_iter().map(|s| s.get().into()).collect());
+    let ids =
+        |list: Vec<SessionId>| Value::List(list.into_iter().map(|s| s.get().into()).collect());
     let found = |id: Option<Id>| id.map_or(Value::Null, |i| i.get().into());
     Some(match procedure {
         "wamp.session.count" => Ok((sessions_with_roles(realm, args.first()).len() as u64).into()),
@@ -30,7 +31,9 @@ pub fn call(realm: &Realm, procedure: &str, payload: &Payload) -> Option<Answer>
             .ok_or(reason::NO_SUCH_SESSION),
         "wamp.subscription.list" => Ok(realm.broker.subscription_list().into()),
         "wamp.subscription.lookup" => match (str_arg(), policy_arg()) {
-            (Some(topic), Some(policy)) => Ok(found(realm.broker.subscription_lookup(topic, policy))),
+            (Some(topic), Some(policy)) => {
+                Ok(found(realm.broker.subscription_lookup(topic, policy)))
+            }
             _ => Err(reason::INVALID_ARGUMENT),
         },
         "wamp.subscription.match" => match str_arg() {
@@ -48,9 +51,10 @@ pub fn call(realm: &Realm, procedure: &str, payload: &Payload) -> Option<Answer>
             .and_then(|id| realm.broker.subscription_get(id))
             .map(Value::Dict)
             .ok_or(reason::NO_SUCH_SUBSCRIPTION),
-        "wamp.subscription.list_subscribers" => {
-            id_arg().and_then(|id| realm.broker.subscribers(id)).map(ids).ok_or(reason::NO_SUCH_SUBSCRIPTION)
-        }
+        "wamp.subscription.list_subscribers" => id_arg()
+            .and_then(|id| realm.broker.subscribers(id))
+            .map(ids)
+            .ok_or(reason::NO_SUCH_SUBSCRIPTION),
         "wamp.subscription.count_subscribers" => id_arg()
             .and_then(|id| realm.broker.subscribers(id))
             .map(|s| (s.len() as u64).into())
@@ -68,9 +72,10 @@ pub fn call(realm: &Realm, procedure: &str, payload: &Payload) -> Option<Answer>
             .and_then(|id| realm.dealer.registration_get(id))
             .map(Value::Dict)
             .ok_or(reason::NO_SUCH_REGISTRATION),
-        "wamp.registration.list_callees" => {
-            id_arg().and_then(|id| realm.dealer.registration_callees(id)).map(ids).ok_or(reason::NO_SUCH_REGISTRATION)
-        }
+        "wamp.registration.list_callees" => id_arg()
+            .and_then(|id| realm.dealer.registration_callees(id))
+            .map(ids)
+            .ok_or(reason::NO_SUCH_REGISTRATION),
         "wamp.registration.count_callees" => id_arg()
             .and_then(|id| realm.dealer.registration_callees(id))
             .map(|c| (c.len() as u64).into())
@@ -81,11 +86,17 @@ pub fn call(realm: &Realm, procedure: &str, payload: &Payload) -> Option<Answer>
 
 /// Sessions, optionally only those whose authrole is in the list given as first argument.
 fn sessions_with_roles(realm: &Realm, roles: Option<&Value>) -> Vec<SessionId> {
-    let roles: Option<Vec<&str>> = roles.and_then(Value::as_list).map(|l| l.iter().filter_map(Value::as_str).collect());
+    let roles: Option<Vec<&str>> = roles
+        .and_then(Value::as_list)
+        .map(|l| l.iter().filter_map(Value::as_str).collect());
     realm
         .sessions
         .values()
-        .filter(|s| roles.as_ref().is_none_or(|r| r.contains(&s.authrole.as_str())))
+        .filter(|s| {
+            roles
+                .as_ref()
+                .is_none_or(|r| r.contains(&s.authrole.as_str()))
+        })
         .map(|s| s.id)
         .collect()
 }
@@ -93,7 +104,11 @@ fn sessions_with_roles(realm: &Realm, roles: Option<&Value>) -> Vec<SessionId> {
 /// The RESULT or ERROR for a meta call.
 pub fn reply(request: Id, answer: Answer) -> Message {
     match answer {
-        Ok(value) => Message::Result { request, details: Dict::new(), payload: Payload::args(vec![value]) },
+        Ok(value) => Message::Result {
+            request,
+            details: Dict::new(),
+            payload: Payload::args(vec![value]),
+        },
         Err(error) => Message::Error {
             request_type: crate::wamp::code::CALL,
             request,
@@ -108,21 +123,46 @@ pub fn reply(request: Id, answer: Answer) -> Message {
 pub fn event_publication(event: MetaEvent) -> (&'static str, Vec<Value>) {
     let pair = |s: SessionId, id: Id| vec![s.get().into(), id.get().into()];
     match event {
-        MetaEvent::SubscriptionCreated { session, details } => {
-            ("wamp.subscription.on_create", vec![session.get().into(), details.into()])
-        }
-        MetaEvent::SubscriptionAdded { session, subscription } => ("wamp.subscription.on_subscribe", pair(session, subscription)),
-        MetaEvent::SubscriptionRemoved { session, subscription } => {
-            ("wamp.subscription.on_unsubscribe", pair(session, subscription))
-        }
-        MetaEvent::SubscriptionDeleted { session, subscription } => ("wamp.subscription.on_delete", pair(session, subscription)),
-        MetaEvent::RegistrationCreated { session, details } => {
-            ("wamp.registration.on_create", vec![session.get().into(), details.into()])
-        }
-        MetaEvent::RegistrationAdded { session, registration } => ("wamp.registration.on_register", pair(session, registration)),
-        MetaEvent::RegistrationRemoved { session, registration } => {
-            ("wamp.registration.on_unregister", pair(session, registration))
-        }
-        MetaEvent::RegistrationDeleted { session, registration } => ("wamp.registration.on_delete", pair(session, registration)),
+        MetaEvent::SubscriptionCreated { session, details } => (
+            "wamp.subscription.on_create",
+            vec![session.get().into(), details.into()],
+        ),
+        MetaEvent::SubscriptionAdded {
+            session,
+            subscription,
+        } => (
+            "wamp.subscription.on_subscribe",
+            pair(session, subscription),
+        ),
+        MetaEvent::SubscriptionRemoved {
+            session,
+            subscription,
+        } => (
+            "wamp.subscription.on_unsubscribe",
+            pair(session, subscription),
+        ),
+        MetaEvent::SubscriptionDeleted {
+            session,
+            subscription,
+        } => ("wamp.subscription.on_delete", pair(session, subscription)),
+        MetaEvent::RegistrationCreated { session, details } => (
+            "wamp.registration.on_create",
+            vec![session.get().into(), details.into()],
+        ),
+        MetaEvent::RegistrationAdded {
+            session,
+            registration,
+        } => ("wamp.registration.on_register", pair(session, registration)),
+        MetaEvent::RegistrationRemoved {
+            session,
+            registration,
+        } => (
+            "wamp.registration.on_unregister",
+            pair(session, registration),
+        ),
+        MetaEvent::RegistrationDeleted {
+            session,
+            registration,
+        } => ("wamp.registration.on_delete", pair(session, registration)),
     }
 }

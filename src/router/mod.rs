@@ -37,7 +37,10 @@ impl RealmRegistry {
         self.realms.write().ok()?.remove(name)
     }
     pub fn names(&self) -> Vec<String> {
-        self.realms.read().map(|r| r.keys().cloned().collect()).unwrap_or_default()
+        self.realms
+            .read()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default()
     }
 }
 

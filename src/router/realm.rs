@@ -82,13 +82,19 @@ impl Realm {
             self.mesh.add_neighbor(info.id, &info.authid);
         }
         self.sessions.insert(info.id, info);
-        self.broker.publish_internal("wamp.session.on_join", Payload::args(vec![details.into()]), out);
+        self.broker.publish_internal(
+            "wamp.session.on_join",
+            Payload::args(vec![details.into()]),
+            out,
+        );
         Ok(())
     }
 
     /// A session left (GOODBYE, ABORT, transport loss or kill): drop all its state.
     pub fn leave(&mut self, session: SessionId, out: &mut Outbox) {
-        let Some(info) = self.sessions.remove(&session) else { return };
+        let Some(info) = self.sessions.remove(&session) else {
+            return;
+        };
         let first_meta = out.meta.len();
         self.dealer.handle_session_leave(session, out);
         self.broker.handle_session_leave(session, out);
@@ -99,8 +105,13 @@ impl Realm {
             self.sync_proxies(out);
         }
         self.after_change(first_meta, out);
-        let args = vec![session.get().into(), info.authid.into(), info.authrole.into()];
-        self.broker.publish_internal("wamp.session.on_leave", Payload::args(args), out);
+        let args = vec![
+            session.get().into(),
+            info.authid.into(),
+            info.authrole.into(),
+        ];
+        self.broker
+            .publish_internal("wamp.session.on_leave", Payload::args(args), out);
     }
 
     /// A message from an established session. The session layer has already rejected the
@@ -117,14 +128,26 @@ impl Realm {
             },
             false => message,
         };
-        let Some(info) = self.sessions.get(&session) else { return };
+        let Some(info) = self.sessions.get(&session) else {
+            return;
+        };
         match message {
-            Message::Publish { request, options, topic, payload } => {
-                if topic.starts_with("wamp.") || (topic.starts_with("wampmesh.") && !privileged(info)) {
+            Message::Publish {
+                request,
+                options,
+                topic,
+                payload,
+            } => {
+                if topic.starts_with("wamp.")
+                    || (topic.starts_with("wampmesh.") && !privileged(info))
+                {
                     if options.get("acknowledge").and_then(Value::as_bool) == Some(true) {
                         out.error(session, code::PUBLISH, request, reason::INVALID_URI);
                     }
-                } else if !self.authorizer.allows(&info.authrole, Action::Publish, &topic) {
+                } else if !self
+                    .authorizer
+                    .allows(&info.authrole, Action::Publish, &topic)
+                {
                     if options.get("acknowledge").and_then(Value::as_bool) == Some(true) {
                         out.error(session, code::PUBLISH, request, reason::NOT_AUTHORIZED);
                     }
@@ -133,30 +156,62 @@ impl Realm {
                     self.publish(&info, request, &options, &topic, payload, None, out);
                 }
             }
-            Message::Subscribe { request, options, topic } => {
-                if self.authorizer.allows(&info.authrole, Action::Subscribe, &topic) {
-                    self.broker.handle_subscribe(session, request, &options, &topic, now, out);
+            Message::Subscribe {
+                request,
+                options,
+                topic,
+            } => {
+                if self
+                    .authorizer
+                    .allows(&info.authrole, Action::Subscribe, &topic)
+                {
+                    self.broker
+                        .handle_subscribe(session, request, &options, &topic, now, out);
                 } else {
                     out.error(session, code::SUBSCRIBE, request, reason::NOT_AUTHORIZED);
                 }
             }
-            Message::Unsubscribe { request, subscription } => {
-                self.broker.handle_unsubscribe(session, request, subscription, out)
-            }
-            Message::Register { request, options, procedure } => {
-                if procedure.starts_with("wamp.") || (procedure.starts_with("wampmesh.") && !privileged(info)) {
+            Message::Unsubscribe {
+                request,
+                subscription,
+            } => self
+                .broker
+                .handle_unsubscribe(session, request, subscription, out),
+            Message::Register {
+                request,
+                options,
+                procedure,
+            } => {
+                if procedure.starts_with("wamp.")
+                    || (procedure.starts_with("wampmesh.") && !privileged(info))
+                {
                     out.error(session, code::REGISTER, request, reason::INVALID_URI);
-                } else if self.authorizer.allows(&info.authrole, Action::Register, &procedure) {
-                    self.dealer.handle_register(info, request, &options, &procedure, now, out);
+                } else if self
+                    .authorizer
+                    .allows(&info.authrole, Action::Register, &procedure)
+                {
+                    self.dealer
+                        .handle_register(info, request, &options, &procedure, now, out);
                 } else {
                     out.error(session, code::REGISTER, request, reason::NOT_AUTHORIZED);
                 }
             }
-            Message::Unregister { request, registration } => {
-                self.dealer.handle_unregister(session, request, registration, out)
-            }
-            Message::Call { request, options, procedure, payload } => {
-                if !self.authorizer.allows(&info.authrole, Action::Call, &procedure) {
+            Message::Unregister {
+                request,
+                registration,
+            } => self
+                .dealer
+                .handle_unregister(session, request, registration, out),
+            Message::Call {
+                request,
+                options,
+                procedure,
+                payload,
+            } => {
+                if !self
+                    .authorizer
+                    .allows(&info.authrole, Action::Call, &procedure)
+                {
                     out.error(session, code::CALL, request, reason::NOT_AUTHORIZED);
                 } else if let Some(answer) = meta::call(self, &procedure, &payload) {
                     out.send(session, meta::reply(request, answer));
@@ -165,14 +220,30 @@ impl Realm {
                     self.call(&info, request, options, procedure, payload, None, now, out);
                 }
             }
-            Message::Cancel { request, options } => self.dealer.handle_cancel(session, request, &options, out),
-            Message::Yield { request, options, payload } => {
-                self.dealer.handle_yield(session, request, options, payload, out);
+            Message::Cancel { request, options } => {
+                self.dealer.handle_cancel(session, request, &options, out)
             }
-            Message::Error { request_type: code::INVOCATION, request, details, error, payload } => {
-                self.dealer.handle_invocation_error(session, request, details, error, payload, out);
+            Message::Yield {
+                request,
+                options,
+                payload,
+            } => {
+                self.dealer
+                    .handle_yield(session, request, options, payload, out);
             }
-            other => tracing::warn!(realm = %self.name, %session, message = other.name(), "unexpected message reached the realm"),
+            Message::Error {
+                request_type: code::INVOCATION,
+                request,
+                details,
+                error,
+                payload,
+            } => {
+                self.dealer
+                    .handle_invocation_error(session, request, details, error, payload, out);
+            }
+            other => {
+                tracing::warn!(realm = %self.name, %session, message = other.name(), "unexpected message reached the realm")
+            }
         }
         self.after_change(first_meta, out);
     }
@@ -193,7 +264,8 @@ impl Realm {
         let events: Vec<MetaEvent> = out.meta[first..].to_vec();
         for event in events {
             let (topic, args) = meta::event_publication(event);
-            self.broker.publish_internal(topic, Payload::args(args), out);
+            self.broker
+                .publish_internal(topic, Payload::args(args), out);
         }
     }
 }

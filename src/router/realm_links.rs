@@ -36,9 +36,20 @@ fn fixed(id: u64) -> Id {
 
 /// Options that survive a hop (black/white lists, disclosure); the rest is local.
 fn forwardable_options(options: &Dict) -> Dict {
-    const KEEP: [&str; 7] =
-        ["exclude", "eligible", "exclude_authid", "eligible_authid", "exclude_authrole", "eligible_authrole", "disclose_me"];
-    options.iter().filter(|(k, _)| KEEP.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+    const KEEP: [&str; 7] = [
+        "exclude",
+        "eligible",
+        "exclude_authid",
+        "eligible_authid",
+        "exclude_authrole",
+        "eligible_authrole",
+        "disclose_me",
+    ];
+    options
+        .iter()
+        .filter(|(k, _)| KEEP.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 impl Realm {
@@ -52,19 +63,42 @@ impl Realm {
     ) -> Option<Message> {
         match message {
             Message::Subscribe { request, topic, .. } if topic == CHANNEL_TOPIC => {
-                out.send(session, Message::Subscribed { request, subscription: fixed(CHANNEL_ID) });
+                out.send(
+                    session,
+                    Message::Subscribed {
+                        request,
+                        subscription: fixed(CHANNEL_ID),
+                    },
+                );
                 self.refresh_own_interest(out);
                 let table = self.mesh.channel_ready(session, fixed(CHANNEL_ID));
                 self.send_channel(table, out);
                 None
             }
-            Message::Register { request, procedure, .. } if procedure == INVOKE_PROCEDURE => {
-                out.send(session, Message::Registered { request, registration: fixed(INVOKE_ID) });
+            Message::Register {
+                request, procedure, ..
+            } if procedure == INVOKE_PROCEDURE => {
+                out.send(
+                    session,
+                    Message::Registered {
+                        request,
+                        registration: fixed(INVOKE_ID),
+                    },
+                );
                 self.mesh.invoke_ready(session, fixed(INVOKE_ID));
                 None
             }
-            Message::Publish { options, topic, payload, .. } if topic == CHANNEL_TOPIC => {
-                let body = options.get(MESH_KEY).and_then(Value::as_dict).cloned().unwrap_or_default();
+            Message::Publish {
+                options,
+                topic,
+                payload,
+                ..
+            } if topic == CHANNEL_TOPIC => {
+                let body = options
+                    .get(MESH_KEY)
+                    .and_then(Value::as_dict)
+                    .cloned()
+                    .unwrap_or_default();
                 if body.get("type").and_then(Value::as_str) == Some("publish") {
                     self.relay_publication(session, &body, payload, out);
                 } else {
@@ -74,8 +108,19 @@ impl Realm {
                 }
                 None
             }
-            Message::Call { request, mut options, procedure, payload } if options.contains_key(MESH_KEY) => {
-                let mesh = options.remove(MESH_KEY).and_then(|v| if let Value::Dict(d) = v { Some(d) } else { None });
+            Message::Call {
+                request,
+                mut options,
+                procedure,
+                payload,
+            } if options.contains_key(MESH_KEY) => {
+                let mesh = options.remove(MESH_KEY).and_then(|v| {
+                    if let Value::Dict(d) = v {
+                        Some(d)
+                    } else {
+                        None
+                    }
+                });
                 let info = self.sessions.get(&session)?.clone();
                 self.call(&info, request, options, procedure, payload, mesh, now, out);
                 None
@@ -85,10 +130,18 @@ impl Realm {
     }
 
     /// A publication a neighbor forwarded: deliver here once, forward further.
-    fn relay_publication(&mut self, from: SessionId, body: &Dict, payload: Payload, out: &mut Outbox) {
+    fn relay_publication(
+        &mut self,
+        from: SessionId,
+        body: &Dict,
+        payload: Payload,
+        out: &mut Outbox,
+    ) {
         let (Some(topic), Some(publication), Some(origin)) = (
             body.get("topic").and_then(Value::as_str),
-            body.get("publication").and_then(Value::as_u64).and_then(Id::new),
+            body.get("publication")
+                .and_then(Value::as_u64)
+                .and_then(Id::new),
             body.get("origin").and_then(Value::as_str),
         ) else {
             return tracing::warn!(realm = %self.name, "malformed forwarded publication dropped");
@@ -96,11 +149,28 @@ impl Realm {
         if !self.mesh.first_sighting(origin, publication.get()) {
             return;
         }
-        let Some(info) = self.sessions.get(&from).cloned() else { return };
-        let options = body.get("options").and_then(Value::as_dict).cloned().unwrap_or_default();
-        let relay = Relay { publication: Some(publication), disclosed: body.get("publisher").and_then(Value::as_dict).cloned() };
+        let Some(info) = self.sessions.get(&from).cloned() else {
+            return;
+        };
+        let options = body
+            .get("options")
+            .and_then(Value::as_dict)
+            .cloned()
+            .unwrap_or_default();
+        let relay = Relay {
+            publication: Some(publication),
+            disclosed: body.get("publisher").and_then(Value::as_dict).cloned(),
+        };
         let (topic, origin) = (topic.to_owned(), origin.to_owned());
-        self.publish(&info, fixed(1), &options, &topic, payload, Some((relay, path_of(Some(body)), origin)), out);
+        self.publish(
+            &info,
+            fixed(1),
+            &options,
+            &topic,
+            payload,
+            Some((relay, path_of(Some(body)), origin)),
+            out,
+        );
     }
 
     /// Publishes locally, then forwards once to each link whose interest matched.
@@ -121,15 +191,24 @@ impl Realm {
             None => (None, Vec::new(), self.mesh.node.clone()),
         };
         let disclosed = relay.as_ref().and_then(|r| r.disclosed.clone());
-        let Some(publication) =
-            self.broker.handle_publish(publisher, request, options, topic, payload.clone(), relay, &self.sessions, out)
-        else {
+        let Some(publication) = self.broker.handle_publish(
+            publisher,
+            request,
+            options,
+            topic,
+            payload.clone(),
+            relay,
+            &self.sessions,
+            out,
+        ) else {
             return;
         };
         let mut links = HashSet::new();
         let tail = out.deliveries.split_off(first);
         for delivery in tail {
-            if self.mesh.is_neighbor(delivery.to) && matches!(delivery.message.message(), Message::Event { .. }) {
+            if self.mesh.is_neighbor(delivery.to)
+                && matches!(delivery.message.message(), Message::Event { .. })
+            {
                 links.insert(delivery.to);
             } else {
                 out.deliveries.push(delivery);
@@ -144,7 +223,10 @@ impl Realm {
             "path" => path.iter().map(|p| Value::from(p.as_str())).collect::<Vec<_>>(),
             "options" => forwardable_options(options),
         };
-        let disclose = options.get("disclose_me").and_then(Value::as_bool).unwrap_or(false);
+        let disclose = options
+            .get("disclose_me")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         match disclosed {
             Some(d) => {
                 body.insert("publisher".into(), d.into());
@@ -159,7 +241,10 @@ impl Realm {
             None => {}
         }
         for link in links {
-            let behind_path = self.mesh.neighbor(link).is_none_or(|n| path.contains(&n.peer));
+            let behind_path = self
+                .mesh
+                .neighbor(link)
+                .is_none_or(|n| path.contains(&n.peer));
             if !behind_path {
                 self.send_on_channel(link, body.clone(), payload.clone(), out);
             }
@@ -181,12 +266,31 @@ impl Realm {
     ) {
         let mut path = path_of(mesh.as_ref());
         path.push(self.mesh.node.clone());
-        let original_caller = mesh.as_ref().and_then(|m| m.get("caller")).and_then(Value::as_dict).cloned();
+        let original_caller = mesh
+            .as_ref()
+            .and_then(|m| m.get("caller"))
+            .and_then(Value::as_dict)
+            .cloned();
         let avoid = self.callees_to_avoid(&procedure, &path, mesh.as_ref());
         let first = out.deliveries.len();
-        self.dealer.handle_call_avoiding(caller, request, options, procedure.clone(), payload, now, &avoid, out);
+        self.dealer.handle_call_avoiding(
+            caller,
+            request,
+            options,
+            procedure.clone(),
+            payload,
+            now,
+            &avoid,
+            out,
+        );
         for delivery in &mut out.deliveries[first..] {
-            let Message::Invocation { request, registration, details, payload } = delivery.message.message() else {
+            let Message::Invocation {
+                request,
+                registration,
+                details,
+                payload,
+            } = delivery.message.message()
+            else {
                 continue;
             };
             let mut details = details.clone();
@@ -214,7 +318,12 @@ impl Realm {
             } else if original_caller.is_none() {
                 continue;
             }
-            let rewritten = Message::Invocation { request: *request, registration, details, payload: payload.clone() };
+            let rewritten = Message::Invocation {
+                request: *request,
+                registration,
+                details,
+                payload: payload.clone(),
+            };
             delivery.message = crate::wamp::SharedMessage::new(rewritten);
         }
     }
@@ -222,12 +331,25 @@ impl Realm {
     /// Callees a call must skip: links back along its path and, for a forwarded call, callees
     /// leading to none of the nodes its sender meant it for (`targets`). If no callee leads to
     /// a target (routes changed meanwhile), only the path is avoided.
-    fn callees_to_avoid(&self, procedure: &str, path: &[String], mesh: Option<&Dict>) -> Vec<SessionId> {
-        let mut avoid: Vec<SessionId> =
-            self.mesh.neighbors().filter(|(_, n)| path.contains(&n.peer)).map(|(s, _)| *s).collect();
-        let Some(targets) = mesh.and_then(|m| m.get("targets")).and_then(Value::as_list) else { return avoid };
+    fn callees_to_avoid(
+        &self,
+        procedure: &str,
+        path: &[String],
+        mesh: Option<&Dict>,
+    ) -> Vec<SessionId> {
+        let mut avoid: Vec<SessionId> = self
+            .mesh
+            .neighbors()
+            .filter(|(_, n)| path.contains(&n.peer))
+            .map(|(s, _)| *s)
+            .collect();
+        let Some(targets) = mesh.and_then(|m| m.get("targets")).and_then(Value::as_list) else {
+            return avoid;
+        };
         let targets: Vec<&str> = targets.iter().filter_map(Value::as_str).collect();
-        let Some(id) = self.dealer.registration_match(procedure) else { return avoid };
+        let Some(id) = self.dealer.registration_match(procedure) else {
+            return avoid;
+        };
         let callees = self.dealer.registration_callees(id).unwrap_or_default();
         let usable: Vec<SessionId> = callees.into_iter().filter(|s| !avoid.contains(s)).collect();
         let on_target = |s: SessionId| match self.mesh.is_neighbor(s) {
@@ -243,11 +365,19 @@ impl Realm {
 
     /// The origins behind `link` that registered what `registration` is: a call's targets there.
     fn targets_via(&self, link: SessionId, registration: Id) -> Vec<Value> {
-        let Some(details) = self.dealer.registration_get(registration) else { return Vec::new() };
+        let Some(details) = self.dealer.registration_get(registration) else {
+            return Vec::new();
+        };
         let uri = details.get("uri").and_then(Value::as_str);
         let policy = MatchPolicy::parse(details.get("match").and_then(Value::as_str));
-        let (Some(uri), Some(policy)) = (uri, policy) else { return Vec::new() };
-        self.mesh.origins_via(link, uri, policy).into_iter().map(Value::from).collect()
+        let (Some(uri), Some(policy)) = (uri, policy) else {
+            return Vec::new();
+        };
+        self.mesh
+            .origins_via(link, uri, policy)
+            .into_iter()
+            .map(Value::from)
+            .collect()
     }
 
     /// Meta events since `first` are published; interest changes are advertised.
@@ -276,7 +406,8 @@ impl Realm {
         {
             let mesh = &self.mesh;
             let is_link = |s: SessionId| mesh.is_neighbor(s);
-            let mut own: BTreeSet<Interest> = self.broker.local_interest(is_link).into_iter().collect();
+            let mut own: BTreeSet<Interest> =
+                self.broker.local_interest(is_link).into_iter().collect();
             own.extend(self.dealer.local_interest(is_link));
             let ads = self.mesh.set_own_interest(own);
             self.send_channel(ads, out);
@@ -291,7 +422,9 @@ impl Realm {
         let mut scratch = Outbox::default();
         let now = Now::read();
         for link in links {
-            let Some(info) = self.sessions.get(&link).cloned() else { continue };
+            let Some(info) = self.sessions.get(&link).cloned() else {
+                continue;
+            };
             let want = wanted.get(&link).cloned().unwrap_or_default();
             let have = self.proxies.remove(&link).unwrap_or_default();
             for gone in have.difference(&want) {
@@ -300,10 +433,24 @@ impl Realm {
             for new in want.difference(&have) {
                 let mut options = crate::dict! { "match" => new.policy.as_str() };
                 match &new.invoke {
-                    None => self.broker.handle_subscribe(link, fixed(1), &options, &new.uri, &now, &mut scratch),
+                    None => self.broker.handle_subscribe(
+                        link,
+                        fixed(1),
+                        &options,
+                        &new.uri,
+                        &now,
+                        &mut scratch,
+                    ),
                     Some(invoke) => {
                         options.insert("invoke".into(), invoke.clone().into());
-                        self.dealer.handle_register(&info, fixed(1), &options, &new.uri, &now, &mut scratch);
+                        self.dealer.handle_register(
+                            &info,
+                            fixed(1),
+                            &options,
+                            &new.uri,
+                            &now,
+                            &mut scratch,
+                        );
                     }
                 }
             }
@@ -317,12 +464,18 @@ impl Realm {
     fn drop_proxy(&mut self, link: SessionId, interest: &Interest, out: &mut Outbox) {
         match &interest.invoke {
             None => {
-                if let Some(id) = self.broker.subscription_lookup(&interest.uri, interest.policy) {
+                if let Some(id) = self
+                    .broker
+                    .subscription_lookup(&interest.uri, interest.policy)
+                {
                     self.broker.handle_unsubscribe(link, fixed(1), id, out);
                 }
             }
             Some(_) => {
-                if let Some(id) = self.dealer.registration_lookup(&interest.uri, interest.policy) {
+                if let Some(id) = self
+                    .dealer
+                    .registration_lookup(&interest.uri, interest.policy)
+                {
                     self.dealer.handle_unregister(link, fixed(1), id, out);
                 }
             }
@@ -336,8 +489,18 @@ impl Realm {
     }
 
     fn send_on_channel(&self, link: SessionId, body: Dict, payload: Payload, out: &mut Outbox) {
-        let Some(subscription) = self.mesh.neighbor(link).and_then(|n| n.channel) else { return };
+        let Some(subscription) = self.mesh.neighbor(link).and_then(|n| n.channel) else {
+            return;
+        };
         let details = crate::dict! { MESH_KEY => body };
-        out.send(link, Message::Event { subscription, publication: Id::random(), details, payload });
+        out.send(
+            link,
+            Message::Event {
+                subscription,
+                publication: Id::random(),
+                details,
+                payload,
+            },
+        );
     }
 }

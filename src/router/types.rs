@@ -92,15 +92,33 @@ impl Now {
 pub enum MetaEvent {
     /// First subscriber of a new subscription: `details` = {id, created, uri, match}.
     SubscriptionCreated { session: SessionId, details: Dict },
-    SubscriptionAdded { session: SessionId, subscription: Id },
-    SubscriptionRemoved { session: SessionId, subscription: Id },
+    SubscriptionAdded {
+        session: SessionId,
+        subscription: Id,
+    },
+    SubscriptionRemoved {
+        session: SessionId,
+        subscription: Id,
+    },
     /// Last subscriber left; the subscription is gone.
-    SubscriptionDeleted { session: SessionId, subscription: Id },
+    SubscriptionDeleted {
+        session: SessionId,
+        subscription: Id,
+    },
     /// First callee of a new registration: `details` = {id, created, uri, match, invoke}.
     RegistrationCreated { session: SessionId, details: Dict },
-    RegistrationAdded { session: SessionId, registration: Id },
-    RegistrationRemoved { session: SessionId, registration: Id },
-    RegistrationDeleted { session: SessionId, registration: Id },
+    RegistrationAdded {
+        session: SessionId,
+        registration: Id,
+    },
+    RegistrationRemoved {
+        session: SessionId,
+        registration: Id,
+    },
+    RegistrationDeleted {
+        session: SessionId,
+        registration: Id,
+    },
 }
 
 /// One message for one session. Fan-out shares the `Arc`, so bytes are encoded once.

@@ -50,7 +50,8 @@ impl QuicSettings {
     pub fn from_listen(config: &ListenConfig) -> QuicSettings {
         QuicSettings {
             max_streams: config.max_streams,
-            keep_alive: (config.keep_alive_ms > 0).then(|| Duration::from_millis(config.keep_alive_ms)),
+            keep_alive: (config.keep_alive_ms > 0)
+                .then(|| Duration::from_millis(config.keep_alive_ms)),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
             stream_receive_window: config.stream_receive_window,
             receive_window: config.receive_window,
@@ -72,16 +73,22 @@ impl QuicSettings {
             .send_window(self.send_window)
             .keep_alive_interval(self.keep_alive)
             .max_idle_timeout(quinn::IdleTimeout::try_from(self.idle_timeout).ok())
-            // Many small messages on many streams: less fragmentation beats round-robin fairness.
-            .send_fairness(false)
+            // Round-robin between streams: a bulk realm must not starve the other realms of a
+            // link (no head-of-line blocking between realms, also at the sender).
+            .send_fairness(true)
             .datagram_receive_buffer_size(None);
         t
     }
 
     /// A UDP socket bound to `addr` with our buffer sizes.
     fn socket(&self, addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-        let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
-        let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        let domain = if addr.is_ipv4() {
+            socket2::Domain::IPV4
+        } else {
+            socket2::Domain::IPV6
+        };
+        let socket =
+            socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
         if let Some(size) = self.udp_send_buffer {
             let _ = socket.set_send_buffer_size(size);
         }
@@ -100,8 +107,10 @@ impl QuicSettings {
         client: Option<quinn::ClientConfig>,
     ) -> std::io::Result<quinn::Endpoint> {
         let socket = self.socket(addr)?;
-        let runtime = quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime"))?;
-        let mut endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)?;
+        let runtime =
+            quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime"))?;
+        let mut endpoint =
+            quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)?;
         if let Some(client) = client {
             endpoint.set_default_client_config(client);
         }
@@ -134,9 +143,17 @@ impl QuicServerFactory {
         settings: &QuicSettings,
         accept: Accept,
     ) -> Result<(&'static str, String, JoinHandle<()>), TransportError> {
-        let fail = |e: std::io::Error| TransportError::Bind { transport: "quic", address: address.to_owned(), source: e };
-        let addr: SocketAddr = address.parse().map_err(|e| fail(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
-        let server = settings.server_config(tls).map_err(|e| fail(std::io::Error::other(e)))?;
+        let fail = |e: std::io::Error| TransportError::Bind {
+            transport: "quic",
+            address: address.to_owned(),
+            source: e,
+        };
+        let addr: SocketAddr = address
+            .parse()
+            .map_err(|e| fail(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+        let server = settings
+            .server_config(tls)
+            .map_err(|e| fail(std::io::Error::other(e)))?;
         let endpoint = settings.endpoint(addr, Some(server), None).map_err(fail)?;
         let local = endpoint.local_addr().map_err(fail)?.to_string();
         let task = tokio::spawn(accept_loop(endpoint, accept));
@@ -189,7 +206,10 @@ pub struct QuicServerConnection {
 impl QuicServerConnection {
     pub fn new(connection: quinn::Connection) -> Self {
         let peer_node_id = peer_certificate_node_id(&connection);
-        QuicServerConnection { connection, peer_node_id }
+        QuicServerConnection {
+            connection,
+            peer_node_id,
+        }
     }
 
     /// Accepts streams until the connection ends; each one is a RawSocket session.
@@ -227,7 +247,9 @@ impl QuicServerConnection {
 /// The node id in the peer's TLS certificate, if any.
 pub fn peer_certificate_node_id(connection: &quinn::Connection) -> Option<String> {
     let identity = connection.peer_identity()?;
-    let chain = identity.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
+    let chain = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
     chain.first().and_then(super::tls::peer_node_id)
 }
 
@@ -254,10 +276,17 @@ pub enum QuicConnectError {
 
 impl QuicConnector {
     /// A client endpoint on an ephemeral local port.
-    pub fn new(tls: rustls::ClientConfig, settings: &QuicSettings) -> Result<QuicConnector, QuicConnectError> {
-        let client = settings.client_config(tls).map_err(QuicConnectError::Config)?;
+    pub fn new(
+        tls: rustls::ClientConfig,
+        settings: &QuicSettings,
+    ) -> Result<QuicConnector, QuicConnectError> {
+        let client = settings
+            .client_config(tls)
+            .map_err(QuicConnectError::Config)?;
         let bind: SocketAddr = ([127, 0, 0, 1], 0).into();
-        let endpoint = settings.endpoint(bind, None, Some(client)).map_err(QuicConnectError::Endpoint)?;
+        let endpoint = settings
+            .endpoint(bind, None, Some(client))
+            .map_err(QuicConnectError::Endpoint)?;
         Ok(QuicConnector { endpoint })
     }
 
@@ -267,8 +296,14 @@ impl QuicConnector {
     }
 
     /// One handshake; then `open_stream` as often as needed.
-    pub async fn connect(&self, address: &str, server_name: &str) -> Result<QuicConnection, QuicConnectError> {
-        let addr: SocketAddr = address.parse().map_err(|_| QuicConnectError::Address(address.to_owned()))?;
+    pub async fn connect(
+        &self,
+        address: &str,
+        server_name: &str,
+    ) -> Result<QuicConnection, QuicConnectError> {
+        let addr: SocketAddr = address
+            .parse()
+            .map_err(|_| QuicConnectError::Address(address.to_owned()))?;
         let connection = self.endpoint.connect(addr, server_name)?.await?;
         Ok(QuicConnection { connection })
     }

@@ -41,7 +41,11 @@ pub struct IdSequence {
 
 impl IdSequence {
     pub fn next_id(&mut self) -> Id {
-        self.last = if self.last >= MAX_ID { 1 } else { self.last + 1 };
+        self.last = if self.last >= MAX_ID {
+            1
+        } else {
+            self.last + 1
+        };
         Id(self.last)
     }
 }

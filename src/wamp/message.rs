@@ -67,32 +67,119 @@ impl Payload {
 /// One WAMP message. Field names follow the spec.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
-    Hello { realm: String, details: Dict },
-    Welcome { session: Id, details: Dict },
-    Abort { details: Dict, reason: String },
-    Challenge { method: String, extra: Dict },
-    Authenticate { signature: String, extra: Dict },
-    Goodbye { details: Dict, reason: String },
-    Error { request_type: u64, request: Id, details: Dict, error: String, payload: Payload },
-    Publish { request: Id, options: Dict, topic: String, payload: Payload },
-    Published { request: Id, publication: Id },
-    Subscribe { request: Id, options: Dict, topic: String },
-    Subscribed { request: Id, subscription: Id },
-    Unsubscribe { request: Id, subscription: Id },
+    Hello {
+        realm: String,
+        details: Dict,
+    },
+    Welcome {
+        session: Id,
+        details: Dict,
+    },
+    Abort {
+        details: Dict,
+        reason: String,
+    },
+    Challenge {
+        method: String,
+        extra: Dict,
+    },
+    Authenticate {
+        signature: String,
+        extra: Dict,
+    },
+    Goodbye {
+        details: Dict,
+        reason: String,
+    },
+    Error {
+        request_type: u64,
+        request: Id,
+        details: Dict,
+        error: String,
+        payload: Payload,
+    },
+    Publish {
+        request: Id,
+        options: Dict,
+        topic: String,
+        payload: Payload,
+    },
+    Published {
+        request: Id,
+        publication: Id,
+    },
+    Subscribe {
+        request: Id,
+        options: Dict,
+        topic: String,
+    },
+    Subscribed {
+        request: Id,
+        subscription: Id,
+    },
+    Unsubscribe {
+        request: Id,
+        subscription: Id,
+    },
     /// `request` is `None` in the revocation form `[35, 0, Details]`.
-    Unsubscribed { request: Option<Id>, details: Option<Dict> },
-    Event { subscription: Id, publication: Id, details: Dict, payload: Payload },
-    Call { request: Id, options: Dict, procedure: String, payload: Payload },
-    Cancel { request: Id, options: Dict },
-    Result { request: Id, details: Dict, payload: Payload },
-    Register { request: Id, options: Dict, procedure: String },
-    Registered { request: Id, registration: Id },
-    Unregister { request: Id, registration: Id },
+    Unsubscribed {
+        request: Option<Id>,
+        details: Option<Dict>,
+    },
+    Event {
+        subscription: Id,
+        publication: Id,
+        details: Dict,
+        payload: Payload,
+    },
+    Call {
+        request: Id,
+        options: Dict,
+        procedure: String,
+        payload: Payload,
+    },
+    Cancel {
+        request: Id,
+        options: Dict,
+    },
+    Result {
+        request: Id,
+        details: Dict,
+        payload: Payload,
+    },
+    Register {
+        request: Id,
+        options: Dict,
+        procedure: String,
+    },
+    Registered {
+        request: Id,
+        registration: Id,
+    },
+    Unregister {
+        request: Id,
+        registration: Id,
+    },
     /// `request` is `None` in the revocation form `[67, 0, Details]`.
-    Unregistered { request: Option<Id>, details: Option<Dict> },
-    Invocation { request: Id, registration: Id, details: Dict, payload: Payload },
-    Interrupt { request: Id, options: Dict },
-    Yield { request: Id, options: Dict, payload: Payload },
+    Unregistered {
+        request: Option<Id>,
+        details: Option<Dict>,
+    },
+    Invocation {
+        request: Id,
+        registration: Id,
+        details: Dict,
+        payload: Payload,
+    },
+    Interrupt {
+        request: Id,
+        options: Dict,
+    },
+    Yield {
+        request: Id,
+        options: Dict,
+        payload: Payload,
+    },
 }
 
 /// Why a decoded list is not a WAMP message.
@@ -105,7 +192,11 @@ pub enum ParseError {
     #[error("message type {0}: wrong number of elements ({1})")]
     Arity(u64, usize),
     #[error("message type {code}: element {index} must be {expected}")]
-    Element { code: u64, index: usize, expected: &'static str },
+    Element {
+        code: u64,
+        index: usize,
+        expected: &'static str,
+    },
     #[error("ERROR for invalid request type {0}")]
     ErrorRequestType(u64),
 }
@@ -135,17 +226,23 @@ impl Fields {
     }
     fn id(&mut self) -> Result<Id, ParseError> {
         let v = self.next("an id")?;
-        v.as_u64().and_then(Id::new).ok_or_else(|| self.fail("an id in [1, 2^53]"))
+        v.as_u64()
+            .and_then(Id::new)
+            .ok_or_else(|| self.fail("an id in [1, 2^53]"))
     }
     fn id_or_zero(&mut self) -> Result<Option<Id>, ParseError> {
         match self.next("an id")? {
             Value::UInt(0) => Ok(None),
-            Value::UInt(n) => Id::new(n).map(Some).ok_or_else(|| self.fail("an id in [0, 2^53]")),
+            Value::UInt(n) => Id::new(n)
+                .map(Some)
+                .ok_or_else(|| self.fail("an id in [0, 2^53]")),
             _ => Err(self.fail("an id")),
         }
     }
     fn uint(&mut self) -> Result<u64, ParseError> {
-        self.next("an integer")?.as_u64().ok_or_else(|| self.fail("an integer"))
+        self.next("an integer")?
+            .as_u64()
+            .ok_or_else(|| self.fail("an integer"))
     }
     fn string(&mut self) -> Result<String, ParseError> {
         match self.next("a string")? {
@@ -221,15 +318,43 @@ impl Message {
         f.items.next();
         use code::*;
         Ok(match code {
-            HELLO => Message::Hello { realm: f.string()?, details: f.dict()? },
-            WELCOME => Message::Welcome { session: f.id()?, details: f.dict()? },
-            ABORT => Message::Abort { details: f.dict()?, reason: f.string()? },
-            CHALLENGE => Message::Challenge { method: f.string()?, extra: f.dict()? },
-            AUTHENTICATE => Message::Authenticate { signature: f.string()?, extra: f.dict()? },
-            GOODBYE => Message::Goodbye { details: f.dict()?, reason: f.string()? },
+            HELLO => Message::Hello {
+                realm: f.string()?,
+                details: f.dict()?,
+            },
+            WELCOME => Message::Welcome {
+                session: f.id()?,
+                details: f.dict()?,
+            },
+            ABORT => Message::Abort {
+                details: f.dict()?,
+                reason: f.string()?,
+            },
+            CHALLENGE => Message::Challenge {
+                method: f.string()?,
+                extra: f.dict()?,
+            },
+            AUTHENTICATE => Message::Authenticate {
+                signature: f.string()?,
+                extra: f.dict()?,
+            },
+            GOODBYE => Message::Goodbye {
+                details: f.dict()?,
+                reason: f.string()?,
+            },
             ERROR => {
                 let request_type = f.uint()?;
-                if !matches!(request_type, PUBLISH | SUBSCRIBE | UNSUBSCRIBE | CALL | REGISTER | UNREGISTER | INVOCATION | CANCEL) {
+                if !matches!(
+                    request_type,
+                    PUBLISH
+                        | SUBSCRIBE
+                        | UNSUBSCRIBE
+                        | CALL
+                        | REGISTER
+                        | UNREGISTER
+                        | INVOCATION
+                        | CANCEL
+                ) {
                     return Err(ParseError::ErrorRequestType(request_type));
                 }
                 Message::Error {
@@ -240,31 +365,96 @@ impl Message {
                     payload: f.payload()?,
                 }
             }
-            PUBLISH => Message::Publish { request: f.id()?, options: f.dict()?, topic: f.string()?, payload: f.payload()? },
-            PUBLISHED => Message::Published { request: f.id()?, publication: f.id()? },
-            SUBSCRIBE => Message::Subscribe { request: f.id()?, options: f.dict()?, topic: f.string()? },
-            SUBSCRIBED => Message::Subscribed { request: f.id()?, subscription: f.id()? },
-            UNSUBSCRIBE => Message::Unsubscribe { request: f.id()?, subscription: f.id()? },
+            PUBLISH => Message::Publish {
+                request: f.id()?,
+                options: f.dict()?,
+                topic: f.string()?,
+                payload: f.payload()?,
+            },
+            PUBLISHED => Message::Published {
+                request: f.id()?,
+                publication: f.id()?,
+            },
+            SUBSCRIBE => Message::Subscribe {
+                request: f.id()?,
+                options: f.dict()?,
+                topic: f.string()?,
+            },
+            SUBSCRIBED => Message::Subscribed {
+                request: f.id()?,
+                subscription: f.id()?,
+            },
+            UNSUBSCRIBE => Message::Unsubscribe {
+                request: f.id()?,
+                subscription: f.id()?,
+            },
             UNSUBSCRIBED => {
                 let request = f.id_or_zero()?;
-                let details = if f.items.len() > 0 { Some(f.dict()?) } else { None };
+                let details = if f.items.len() > 0 {
+                    Some(f.dict()?)
+                } else {
+                    None
+                };
                 Message::Unsubscribed { request, details }
             }
-            EVENT => Message::Event { subscription: f.id()?, publication: f.id()?, details: f.dict()?, payload: f.payload()? },
-            CALL => Message::Call { request: f.id()?, options: f.dict()?, procedure: f.string()?, payload: f.payload()? },
-            CANCEL => Message::Cancel { request: f.id()?, options: f.dict()? },
-            RESULT => Message::Result { request: f.id()?, details: f.dict()?, payload: f.payload()? },
-            REGISTER => Message::Register { request: f.id()?, options: f.dict()?, procedure: f.string()? },
-            REGISTERED => Message::Registered { request: f.id()?, registration: f.id()? },
-            UNREGISTER => Message::Unregister { request: f.id()?, registration: f.id()? },
+            EVENT => Message::Event {
+                subscription: f.id()?,
+                publication: f.id()?,
+                details: f.dict()?,
+                payload: f.payload()?,
+            },
+            CALL => Message::Call {
+                request: f.id()?,
+                options: f.dict()?,
+                procedure: f.string()?,
+                payload: f.payload()?,
+            },
+            CANCEL => Message::Cancel {
+                request: f.id()?,
+                options: f.dict()?,
+            },
+            RESULT => Message::Result {
+                request: f.id()?,
+                details: f.dict()?,
+                payload: f.payload()?,
+            },
+            REGISTER => Message::Register {
+                request: f.id()?,
+                options: f.dict()?,
+                procedure: f.string()?,
+            },
+            REGISTERED => Message::Registered {
+                request: f.id()?,
+                registration: f.id()?,
+            },
+            UNREGISTER => Message::Unregister {
+                request: f.id()?,
+                registration: f.id()?,
+            },
             UNREGISTERED => {
                 let request = f.id_or_zero()?;
-                let details = if f.items.len() > 0 { Some(f.dict()?) } else { None };
+                let details = if f.items.len() > 0 {
+                    Some(f.dict()?)
+                } else {
+                    None
+                };
                 Message::Unregistered { request, details }
             }
-            INVOCATION => Message::Invocation { request: f.id()?, registration: f.id()?, details: f.dict()?, payload: f.payload()? },
-            INTERRUPT => Message::Interrupt { request: f.id()?, options: f.dict()? },
-            YIELD => Message::Yield { request: f.id()?, options: f.dict()?, payload: f.payload()? },
+            INVOCATION => Message::Invocation {
+                request: f.id()?,
+                registration: f.id()?,
+                details: f.dict()?,
+                payload: f.payload()?,
+            },
+            INTERRUPT => Message::Interrupt {
+                request: f.id()?,
+                options: f.dict()?,
+            },
+            YIELD => Message::Yield {
+                request: f.id()?,
+                options: f.dict()?,
+                payload: f.payload()?,
+            },
             other => return Err(ParseError::UnknownType(other)),
         })
     }
@@ -333,7 +523,10 @@ impl Message {
 
     /// A serde view of this message; `json` selects the JSON binary convention.
     pub fn ser(&self, json: bool) -> MessageSer<'_> {
-        MessageSer { message: self, json }
+        MessageSer {
+            message: self,
+            json,
+        }
     }
 
     /// Convenience constructor for ABORT.
@@ -369,38 +562,101 @@ impl MessageSer<'_> {
         match m {
             Message::Hello { realm, details } => out.extend([S(realm), D(details)]),
             Message::Welcome { session, details } => out.extend([U(session.get()), D(details)]),
-            Message::Abort { details, reason } | Message::Goodbye { details, reason } => out.extend([D(details), S(reason)]),
+            Message::Abort { details, reason } | Message::Goodbye { details, reason } => {
+                out.extend([D(details), S(reason)])
+            }
             Message::Challenge { method, extra } => out.extend([S(method), D(extra)]),
             Message::Authenticate { signature, extra } => out.extend([S(signature), D(extra)]),
-            Message::Error { request_type, request, details, error, payload: p } => {
+            Message::Error {
+                request_type,
+                request,
+                details,
+                error,
+                payload: p,
+            } => {
                 out.extend([U(*request_type), U(request.get()), D(details), S(error)]);
                 payload = Some(p);
             }
-            Message::Publish { request, options, topic, payload: p } | Message::Call { request, options, procedure: topic, payload: p } => {
+            Message::Publish {
+                request,
+                options,
+                topic,
+                payload: p,
+            }
+            | Message::Call {
+                request,
+                options,
+                procedure: topic,
+                payload: p,
+            } => {
                 out.extend([U(request.get()), D(options), S(topic)]);
                 payload = Some(p);
             }
-            Message::Published { request, publication: b }
-            | Message::Subscribed { request, subscription: b }
-            | Message::Unsubscribe { request, subscription: b }
-            | Message::Registered { request, registration: b }
-            | Message::Unregister { request, registration: b } => out.extend([U(request.get()), U(b.get())]),
-            Message::Subscribe { request, options, topic } | Message::Register { request, options, procedure: topic } => {
-                out.extend([U(request.get()), D(options), S(topic)])
+            Message::Published {
+                request,
+                publication: b,
             }
-            Message::Unsubscribed { request, details } | Message::Unregistered { request, details } => {
+            | Message::Subscribed {
+                request,
+                subscription: b,
+            }
+            | Message::Unsubscribe {
+                request,
+                subscription: b,
+            }
+            | Message::Registered {
+                request,
+                registration: b,
+            }
+            | Message::Unregister {
+                request,
+                registration: b,
+            } => out.extend([U(request.get()), U(b.get())]),
+            Message::Subscribe {
+                request,
+                options,
+                topic,
+            }
+            | Message::Register {
+                request,
+                options,
+                procedure: topic,
+            } => out.extend([U(request.get()), D(options), S(topic)]),
+            Message::Unsubscribed { request, details }
+            | Message::Unregistered { request, details } => {
                 out.push(U(request.map_or(0, Id::get)));
                 if let Some(d) = details {
                     out.push(D(d));
                 }
             }
-            Message::Event { subscription: a, publication: b, details, payload: p }
-            | Message::Invocation { request: a, registration: b, details, payload: p } => {
+            Message::Event {
+                subscription: a,
+                publication: b,
+                details,
+                payload: p,
+            }
+            | Message::Invocation {
+                request: a,
+                registration: b,
+                details,
+                payload: p,
+            } => {
                 out.extend([U(a.get()), U(b.get()), D(details)]);
                 payload = Some(p);
             }
-            Message::Cancel { request, options } | Message::Interrupt { request, options } => out.extend([U(request.get()), D(options)]),
-            Message::Result { request, details: d, payload: p } | Message::Yield { request, options: d, payload: p } => {
+            Message::Cancel { request, options } | Message::Interrupt { request, options } => {
+                out.extend([U(request.get()), D(options)])
+            }
+            Message::Result {
+                request,
+                details: d,
+                payload: p,
+            }
+            | Message::Yield {
+                request,
+                options: d,
+                payload: p,
+            } => {
                 out.extend([U(request.get()), D(d)]);
                 payload = Some(p);
             }

@@ -18,7 +18,10 @@ pub enum Serializer {
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
     #[error("cannot decode {serializer:?} message: {reason}")]
-    Decode { serializer: Serializer, reason: String },
+    Decode {
+        serializer: Serializer,
+        reason: String,
+    },
     #[error("not a WAMP message: {0}")]
     Parse(#[from] ParseError),
     #[error("cannot encode message: {0}")]
@@ -67,18 +70,25 @@ impl Serializer {
 
     /// Decodes one message.
     pub fn decode(self, bytes: &[u8]) -> Result<Message, CodecError> {
-        let fail = |reason: String| CodecError::Decode { serializer: self, reason };
+        let fail = |reason: String| CodecError::Decode {
+            serializer: self,
+            reason,
+        };
         let value = match self {
             Serializer::Json => {
                 let mut de = serde_json::Deserializer::from_slice(bytes);
-                let v = ValueSeed::new(true).deserialize(&mut de).map_err(|e| fail(e.to_string()))?;
+                let v = ValueSeed::new(true)
+                    .deserialize(&mut de)
+                    .map_err(|e| fail(e.to_string()))?;
                 de.end().map_err(|e| fail(e.to_string()))?;
                 v
             }
             Serializer::MsgPack => {
                 let mut reader = bytes;
                 let mut de = rmp_serde::Deserializer::new(&mut reader);
-                let v = ValueSeed::new(false).deserialize(&mut de).map_err(|e| fail(e.to_string()))?;
+                let v = ValueSeed::new(false)
+                    .deserialize(&mut de)
+                    .map_err(|e| fail(e.to_string()))?;
                 if !reader.is_empty() {
                     return Err(fail("trailing bytes".into()));
                 }
@@ -86,7 +96,8 @@ impl Serializer {
             }
             Serializer::Cbor => {
                 let mut reader = bytes;
-                let PlainValue(v) = ciborium::de::from_reader(&mut reader).map_err(|e| fail(e.to_string()))?;
+                let PlainValue(v) =
+                    ciborium::de::from_reader(&mut reader).map_err(|e| fail(e.to_string()))?;
                 if !reader.is_empty() {
                     return Err(fail("trailing bytes".into()));
                 }
@@ -104,15 +115,23 @@ impl Serializer {
     }
 
     /// Encodes one message onto the end of `out`.
-    pub fn encode_into<W: std::io::Write>(self, message: &Message, out: &mut W) -> Result<(), CodecError> {
+    pub fn encode_into<W: std::io::Write>(
+        self,
+        message: &Message,
+        out: &mut W,
+    ) -> Result<(), CodecError> {
         let fail = |e: String| CodecError::Encode(e);
         match self {
-            Serializer::Json => serde_json::to_writer(out, &message.ser(true)).map_err(|e| fail(e.to_string())),
+            Serializer::Json => {
+                serde_json::to_writer(out, &message.ser(true)).map_err(|e| fail(e.to_string()))
+            }
             Serializer::MsgPack => {
                 let mut se = rmp_serde::Serializer::new(out);
-                serde::Serialize::serialize(&message.ser(false), &mut se).map_err(|e| fail(e.to_string()))
+                serde::Serialize::serialize(&message.ser(false), &mut se)
+                    .map_err(|e| fail(e.to_string()))
             }
-            Serializer::Cbor => ciborium::ser::into_writer(&message.ser(false), out).map_err(|e| fail(e.to_string())),
+            Serializer::Cbor => ciborium::ser::into_writer(&message.ser(false), out)
+                .map_err(|e| fail(e.to_string())),
         }
     }
 }
@@ -128,7 +147,10 @@ mod tests {
             request: Id::new(7).unwrap(),
             options: crate::dict! { "acknowledge" => true },
             topic: "com.example.t".into(),
-            payload: Payload::args(vec![Value::Bytes(Bytes::from_static(&[0, 1, 2, 255])), Value::from(-3i64)]),
+            payload: Payload::args(vec![
+                Value::Bytes(Bytes::from_static(&[0, 1, 2, 255])),
+                Value::from(-3i64),
+            ]),
         };
         for s in Serializer::ALL {
             let bytes = s.encode(&msg).unwrap();

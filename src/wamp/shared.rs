@@ -52,7 +52,11 @@ mod tests {
         });
         let a = m.encoded(Serializer::Json).unwrap();
         let b = m.encoded(Serializer::Json).unwrap();
-        assert_eq!(a.as_ptr(), b.as_ptr(), "second call must reuse the same buffer");
+        assert_eq!(
+            a.as_ptr(),
+            b.as_ptr(),
+            "second call must reuse the same buffer"
+        );
         assert_eq!(&a[..], b"[17,1,2]");
     }
 }

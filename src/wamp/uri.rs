@@ -84,8 +84,16 @@ mod tests {
     #[test]
     fn matching() {
         assert!(matches(MatchPolicy::Prefix, "com.myapp", "com.myapp.x"));
-        assert!(matches(MatchPolicy::Wildcard, "com..create", "com.user.create"));
-        assert!(!matches(MatchPolicy::Wildcard, "com..create", "com.user.x.create"));
+        assert!(matches(
+            MatchPolicy::Wildcard,
+            "com..create",
+            "com.user.create"
+        ));
+        assert!(!matches(
+            MatchPolicy::Wildcard,
+            "com..create",
+            "com.user.x.create"
+        ));
         assert!(!matches(MatchPolicy::Exact, "a.b", "a.b.c"));
     }
 }

@@ -112,7 +112,9 @@ impl Dealer {
         avoid: &[SessionId],
         out: &mut Outbox,
     ) {
-        if let Err(error) = self.call(caller, request, &options, procedure, payload, now, avoid, out) {
+        if let Err(error) = self.call(
+            caller, request, &options, procedure, payload, now, avoid, out,
+        ) {
             refuse(out, caller.id, code::CALL, request, error);
         }
     }

@@ -326,7 +326,10 @@ impl Dealer {
 
     /// `wamp.registration.list`: `{"exact": [ids], "prefix": [ids], "wildcard": [ids]}`.
     /// Registrations with at least one callee for which `is_link` is false, as mesh interest.
-    pub fn local_interest(&self, is_link: impl Fn(SessionId) -> bool) -> Vec<crate::router::mesh::Interest> {
+    pub fn local_interest(
+        &self,
+        is_link: impl Fn(SessionId) -> bool,
+    ) -> Vec<crate::router::mesh::Interest> {
         self.registry
             .all()
             .filter(|r| r.callees.iter().any(|c| !is_link(c.session)))

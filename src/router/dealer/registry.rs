@@ -92,12 +92,15 @@ impl Registration {
             InvokePolicy::Single | InvokePolicy::First => self.callees.iter().position(usable)?,
             InvokePolicy::Last => self.callees.iter().rposition(usable)?,
             InvokePolicy::Random => {
-                let candidates: Vec<usize> = (0..len).filter(|i| usable(&self.callees[*i])).collect();
+                let candidates: Vec<usize> =
+                    (0..len).filter(|i| usable(&self.callees[*i])).collect();
                 *candidates.get(rand::thread_rng().gen_range(0..candidates.len().max(1)))?
             }
             InvokePolicy::RoundRobin => {
                 let start = self.next_roundrobin % len.max(1);
-                let index = (0..len).map(|k| (start + k) % len).find(|i| usable(&self.callees[*i]))?;
+                let index = (0..len)
+                    .map(|k| (start + k) % len)
+                    .find(|i| usable(&self.callees[*i]))?;
                 self.next_roundrobin = (index + 1) % len;
                 index
             }
