@@ -23,6 +23,12 @@ if ! [[ $seconds =~ ^[0-9]+$ ]] || [ "$seconds" -eq 0 ]; then
     echo "usage: scripts/fuzz.sh [SECONDS] [TARGET...]  (targets: ${all_targets[*]})" >&2
     exit 2
 fi
+for t in "${targets[@]}"; do
+    if ! [[ " ${all_targets[*]} " == *" $t "* ]]; then
+        echo "fuzz.sh: unknown target '$t' (targets: ${all_targets[*]})" >&2
+        exit 2
+    fi
+done
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "fuzz.sh: the nightly toolchain is missing: rustup toolchain install nightly" >&2
     exit 2

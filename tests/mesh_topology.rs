@@ -176,6 +176,9 @@ async fn wait_interest_spread(publishers: &[Publisher], subscribers: &[Subscribe
     }
 }
 
+/// The (publisher, seq) pairs a subscription must receive.
+type Expected = BTreeSet<(String, u64)>;
+
 /// What `subscriber` must receive of `published`.
 fn expected_for(
     subscriber: &Subscriber,
@@ -303,7 +306,7 @@ async fn check_pubsub(nodes: &[Node], publisher_nodes: &[usize]) {
         .iter()
         .map(|p| ((p.from.clone(), p.seq), p.clone()))
         .collect();
-    let mut all: Vec<(String, &Subscriber, BTreeSet<(String, u64)>)> = Vec::new();
+    let mut all: Vec<(String, &Subscriber, Expected)> = Vec::new();
     for s in &subscribers {
         all.push((
             format!("node {} {:?}", nodes[s.node].id, s.kind),

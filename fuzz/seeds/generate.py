@@ -110,3 +110,16 @@ for mode, ser, tag in [(ord("j"), jsn, "json"), (ord("m"), mp, "msgpack"), (ord(
     w("session_frames", tag + "_link", script(mode - 32, ser, link + rpc[:4] + pubsub[:4]))
     w("session_frames", tag + "_tight", script(mode | 0x80, ser, pubsub[:4] + [[16, 9, {}, "com.t", ["x" * 6000]]] + rpc[:3]))
 w("session_frames", "json_garbage", script(ord("j"), jsn, [b"[1,\"again\",{}]", b"!r\x10\x00\x00\x00", b"[16,1,{},\"t\"]"]))
+# boundary values: the largest ids, hops, timeouts and seq numbers
+MAXU = 2**64 - 1
+edges = [
+ [32, 1, {}, "wampmesh.link.channel"], [64, 2, {}, "wampmesh.link.invoke"],
+ [16, 3, {"_wampmesh": {"type": "ia", "origin": "nodeB", "epoch": MAXU, "seq": MAXU, "hops": MAXU,
+     "interest": [["com.t", "wildcard", None]]}}, "wampmesh.link.channel"],
+ [16, 4, {"_wampmesh": {"type": "unreachable", "origin": "nodeB", "epoch": MAXU, "seq": MAXU}}, "wampmesh.link.channel"],
+ [64, 2**53, {"invoke": "last"}, "com.edge"],
+ [48, 2**53, {"timeout": MAXU}, "com.edge", [2**53, -2**63, 1e308]],
+ [70, 1, {"progress": True}], [49, 2**53, {"mode": "skip"}],
+]
+w("session_frames", "json_edges", script(ord("J"), jsn, edges))
+w("session_frames", "json_tight_edges", script(ord("j") | 0x80, jsn, edges))

@@ -230,7 +230,7 @@ async fn observer(ctx: SessionContext, mode: Mode, received: &Cell<u64>, done: &
         }
         let _ = client_write.shutdown().await;
     };
-    tokio::join!(session, feed, read_replies(client_read, mode, received));
+    let _ = tokio::join!(session, feed, read_replies(client_read, mode, received));
 }
 
 fn observer_requests(link: bool) -> Vec<Message> {

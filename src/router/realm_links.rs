@@ -415,12 +415,18 @@ impl Realm {
     }
 
     /// Makes each link's proxy subscriptions/registrations match what the mesh routes through it.
+    ///
+    /// Every link's stale proxies go before any new one is made: when a route moves from one
+    /// link to another, the registration must be free before the new link registers it (a
+    /// `single` registration refuses a second callee, and the old one's removal would then
+    /// leave none).
     pub(super) fn sync_proxies(&mut self, out: &mut Outbox) {
         let wanted = self.mesh.routed_interest();
         let links: Vec<SessionId> = self.mesh.neighbors().map(|(s, _)| *s).collect();
         let first_meta = out.meta.len();
         let mut scratch = Outbox::default();
         let now = Now::read();
+        let mut changes = Vec::new();
         for link in links {
             let Some(info) = self.sessions.get(&link).cloned() else {
                 continue;
@@ -430,35 +436,32 @@ impl Realm {
             for gone in have.difference(&want) {
                 self.drop_proxy(link, gone, &mut scratch);
             }
+            changes.push((info, want, have));
+        }
+        for (info, want, have) in changes {
             for new in want.difference(&have) {
-                let mut options = crate::dict! { "match" => new.policy.as_str() };
-                match &new.invoke {
-                    None => self.broker.handle_subscribe(
-                        link,
-                        fixed(1),
-                        &options,
-                        &new.uri,
-                        &now,
-                        &mut scratch,
-                    ),
-                    Some(invoke) => {
-                        options.insert("invoke".into(), invoke.clone().into());
-                        self.dealer.handle_register(
-                            &info,
-                            fixed(1),
-                            &options,
-                            &new.uri,
-                            &now,
-                            &mut scratch,
-                        );
-                    }
-                }
+                self.add_proxy(&info, new, &now, &mut scratch);
             }
-            self.proxies.insert(link, want);
+            self.proxies.insert(info.id, want);
         }
         // Replies to the proxy requests are internal; their meta events are real.
         out.meta.append(&mut scratch.meta);
         self.publish_meta(first_meta, out);
+    }
+
+    fn add_proxy(&mut self, link: &SessionInfo, interest: &Interest, now: &Now, out: &mut Outbox) {
+        let mut options = crate::dict! { "match" => interest.policy.as_str() };
+        match &interest.invoke {
+            None => {
+                self.broker
+                    .handle_subscribe(link.id, fixed(1), &options, &interest.uri, now, out)
+            }
+            Some(invoke) => {
+                options.insert("invoke".into(), invoke.clone().into());
+                self.dealer
+                    .handle_register(link, fixed(1), &options, &interest.uri, now, out);
+            }
+        }
     }
 
     fn drop_proxy(&mut self, link: SessionId, interest: &Interest, out: &mut Outbox) {

@@ -302,9 +302,10 @@ pub fn kwargs(payload: &Payload) -> Dict {
 
 /// `Payload` with only keyword arguments.
 pub fn kw(pairs: Vec<(&str, Value)>) -> Payload {
-    let mut payload = Payload::default();
-    payload.kwargs = Some(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
-    payload
+    Payload {
+        args: None,
+        kwargs: Some(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
+    }
 }
 
 /// A subscription whose events are collected in the background.
