@@ -475,6 +475,7 @@ async fn link_many(
     let started = Instant::now();
     for i in 0..count {
         links.start(crate::link::LinkSpec {
+            forward: Default::default(),
             peer: to.id.clone(),
             address: format!("127.0.0.1:{port}"),
             transport,

@@ -239,6 +239,7 @@ impl Services {
             .map(str::to_owned);
         self.links
             .start(LinkSpec {
+                forward: Default::default(),
                 peer,
                 address,
                 transport,

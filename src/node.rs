@@ -179,6 +179,10 @@ impl Node {
                     realm: realm.clone(),
                     reconnect: link.reconnect,
                     ticket: link.ticket.clone(),
+                    forward: crate::link::Forwarding {
+                        events: link.forward_events,
+                        calls: link.forward_calls,
+                    },
                 })?;
             }
         }

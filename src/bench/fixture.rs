@@ -207,6 +207,7 @@ impl Pair {
 /// The spec of a bench link from `a` to `b` (manual reconnect: a failure shows, not a retry).
 pub fn link_spec(realm: &str, transport: LinkTransport, address: &str) -> LinkSpec {
     LinkSpec {
+        forward: Default::default(),
         peer: "b".into(),
         address: address.to_owned(),
         transport,

@@ -36,6 +36,24 @@ pub struct LinkSpec {
     pub reconnect: ReconnectPolicy,
     /// Ticket for plain tcp links (see `LinkConfig::ticket`).
     pub ticket: Option<String>,
+    /// What may cross the link (`forward_events`, `forward_calls`).
+    pub forward: Forwarding,
+}
+
+/// `forward_events` / `forward_calls` of a link; both default to true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarding {
+    pub events: bool,
+    pub calls: bool,
+}
+
+impl Default for Forwarding {
+    fn default() -> Self {
+        Forwarding {
+            events: true,
+            calls: true,
+        }
+    }
 }
 
 /// Link lifecycle events (published as `wampmesh.link.on_up` / `on_down`).

@@ -242,7 +242,7 @@ impl RealmLink {
             peer.streams_open.fetch_add(1, Ordering::Relaxed);
         }
         let counters = Arc::clone(&self.counters.lock().unwrap_or_else(|p| p.into_inner()));
-        let reason = shuttle::run(local, remote, counters, stop.clone()).await;
+        let reason = shuttle::run(local, remote, counters, self.spec.forward, stop.clone()).await;
         if quic {
             peer.streams_open.fetch_sub(1, Ordering::Relaxed);
         }

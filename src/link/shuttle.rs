@@ -52,6 +52,7 @@ pub async fn run(
     mut local: Side,
     mut remote: Side,
     counters: Arc<LinkCounters>,
+    forward: super::Forwarding,
     stop: CancellationToken,
 ) -> String {
     let calls = TaskTracker::new();
@@ -61,7 +62,7 @@ pub async fn run(
             event = local.channel.next() => match event {
                 Some(event) => {
                     counters.messages_out.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = relay_event(&remote.session, event).await {
+                    if let Err(e) = relay_event(&remote.session, event, forward).await {
                         break format!("peer session failed: {e}");
                     }
                 }
@@ -70,7 +71,7 @@ pub async fn run(
             event = remote.channel.next() => match event {
                 Some(event) => {
                     counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = relay_event(&local.session, event).await {
+                    if let Err(e) = relay_event(&local.session, event, forward).await {
                         break format!("local session failed: {e}");
                     }
                 }
@@ -79,14 +80,14 @@ pub async fn run(
             invocation = local.invoke.next() => match invocation {
                 Some(invocation) => {
                     counters.messages_out.fetch_add(1, Ordering::Relaxed);
-                    calls.spawn(relay_call(invocation, remote.session.clone()));
+                    calls.spawn(relay_call(invocation, remote.session.clone(), forward));
                 }
                 None => break "local session ended".to_owned(),
             },
             invocation = remote.invoke.next() => match invocation {
                 Some(invocation) => {
                     counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                    calls.spawn(relay_call(invocation, local.session.clone()));
+                    calls.spawn(relay_call(invocation, local.session.clone(), forward));
                 }
                 None => break "peer session ended".to_owned(),
             },
@@ -104,10 +105,22 @@ pub async fn run(
 }
 
 /// A channel EVENT from one realm becomes a channel PUBLISH into the other.
-async fn relay_event(target: &Session, event: Event) -> Result<(), ClientError> {
+async fn relay_event(
+    target: &Session,
+    event: Event,
+    forward: super::Forwarding,
+) -> Result<(), ClientError> {
     let Some(body) = event.details.get(MESH_KEY).cloned() else {
         return Ok(());
     };
+    let is_publication = body
+        .as_dict()
+        .and_then(|b| b.get("type"))
+        .and_then(Value::as_str)
+        == Some("publish");
+    if is_publication && !forward.events {
+        return Ok(());
+    }
     let options = crate::dict! { MESH_KEY => body };
     target
         .publish(CHANNEL_TOPIC, event.payload, options)
@@ -116,7 +129,13 @@ async fn relay_event(target: &Session, event: Event) -> Result<(), ClientError> 
 }
 
 /// An INVOCATION from one realm becomes a CALL into the other; answers flow back.
-async fn relay_call(invocation: Invocation, target: Session) {
+async fn relay_call(invocation: Invocation, target: Session, forward: super::Forwarding) {
+    if !forward.calls {
+        let _ = invocation
+            .error(reason::NO_SUCH_PROCEDURE, Payload::default())
+            .await;
+        return;
+    }
     let details = &invocation.details;
     let Some(procedure) = details
         .get("procedure")

@@ -113,6 +113,7 @@ pub async fn start_node_on(certs: &Path, id: &str, quic_port: u16) -> Node {
 /// The spec of a QUIC link from some node to `to` for `realm`.
 pub fn link_spec(to: &Node, realm: &str) -> LinkSpec {
     LinkSpec {
+        forward: Default::default(),
         peer: to.id.clone(),
         address: to.local_addr("quic").expect("quic listener").to_owned(),
         transport: LinkTransport::Quic,
