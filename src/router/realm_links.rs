@@ -23,7 +23,7 @@ use crate::wamp::{Dict, Id, Message, Payload, SessionId, Value};
 use super::broker::Relay;
 use super::mesh::{path_of, ChannelMessage, Interest, CHANNEL_TOPIC, INVOKE_PROCEDURE, MESH_KEY};
 use super::realm::Realm;
-use super::types::{MetaEvent, Now, Outbox, SessionInfo};
+use super::types::{Now, Outbox, SessionInfo};
 
 /// The id under which a link session's channel subscription is known.
 pub const CHANNEL_ID: u64 = MAX_ID;
@@ -382,19 +382,8 @@ impl Realm {
 
     /// Meta events since `first` are published; interest changes are advertised.
     pub(super) fn after_change(&mut self, first: usize, out: &mut Outbox) {
-        let interest_changed = out.meta[first..].iter().any(|e| {
-            matches!(
-                e,
-                MetaEvent::SubscriptionCreated { .. }
-                    | MetaEvent::SubscriptionDeleted { .. }
-                    | MetaEvent::SubscriptionAdded { .. }
-                    | MetaEvent::SubscriptionRemoved { .. }
-                    | MetaEvent::RegistrationCreated { .. }
-                    | MetaEvent::RegistrationDeleted { .. }
-                    | MetaEvent::RegistrationAdded { .. }
-                    | MetaEvent::RegistrationRemoved { .. }
-            )
-        });
+        // Every meta event is a subscription or registration change.
+        let interest_changed = out.meta.len() > first;
         self.publish_meta(first, out);
         if interest_changed && self.mesh.neighbors().next().is_some() {
             self.refresh_own_interest(out);
