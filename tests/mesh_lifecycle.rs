@@ -440,7 +440,11 @@ async fn realm_linked_at_runtime_through_the_management_api() {
 
 /// `count` realms on both nodes, each linked: one QUIC connection, one handshake, a stream each.
 async fn many_realms_over_one_connection(count: usize) {
-    let (a, b) = pair(&format!("life-realms-{count}")).await;
+    let certs = mesh::mesh_certs(&format!("life-realms-{count}"), &["a", "b"]);
+    let b = mesh::start_patient_node(&certs, "b").await;
+    let a = mesh::start_patient_node(&certs, "a").await;
+    mesh::link(&a, &b, REALM);
+    wait_link_up(&a, "b", REALM).await;
     let template = RealmConfig::open("template");
     let names: Vec<String> = (0..count)
         .map(|i| format!("com.example.realm{i}"))

@@ -227,23 +227,39 @@ impl SessionState {
         deliver(tx, invocation).into()
     }
 
-    fn on_subscribed(
-        &mut self,
-        subscription: Id,
-        reply: super::command::Reply<SubscriptionParts>,
-        out: &mut FrameWriter,
-    ) {
+    /// A local handle for router subscription `subscription` (after SUBSCRIBED, or preset).
+    pub(super) fn preset_subscription(&mut self, subscription: Id) -> SubscriptionParts {
         let local = self.next_local();
         let (tx, events) = mpsc::channel(self.queue_capacity);
         self.subscriptions
             .entry(subscription)
             .or_default()
             .push(LocalSubscriber { local, events: tx });
-        let parts = SubscriptionParts {
+        SubscriptionParts {
             id: subscription,
             local,
             events,
-        };
+        }
+    }
+
+    /// A local handle for router registration `registration` (after REGISTERED, or preset).
+    pub(super) fn preset_registration(&mut self, registration: Id) -> RegistrationParts {
+        let (tx, invocations) = mpsc::channel(self.queue_capacity);
+        self.registrations.insert(registration, tx);
+        RegistrationParts {
+            id: registration,
+            invocations,
+        }
+    }
+
+    fn on_subscribed(
+        &mut self,
+        subscription: Id,
+        reply: super::command::Reply<SubscriptionParts>,
+        out: &mut FrameWriter,
+    ) {
+        let parts = self.preset_subscription(subscription);
+        let local = parts.local;
         if reply.send(Ok(parts)).is_err() {
             // The subscriber stopped waiting: undo, so the router stops sending.
             self.unsubscribe(subscription, local, None, out);
@@ -256,12 +272,7 @@ impl SessionState {
         reply: super::command::Reply<RegistrationParts>,
         out: &mut FrameWriter,
     ) {
-        let (tx, invocations) = mpsc::channel(self.queue_capacity);
-        self.registrations.insert(registration, tx);
-        let parts = RegistrationParts {
-            id: registration,
-            invocations,
-        };
+        let parts = self.preset_registration(registration);
         if reply.send(Ok(parts)).is_err() {
             self.unregister(registration, None, out);
         }

@@ -60,21 +60,28 @@ pub(super) async fn join<S: AsyncRead + AsyncWrite + Unpin>(
     config: &ClientConfig,
 ) -> Result<Joined<S>, ClientError> {
     let announced = length_from_exponent(length_exponent(config.max_message_size));
-    stream
-        .write_all(&handshake(config.serializer, announced))
-        .await?;
+    let hello = Message::Hello {
+        realm: config.realm.clone(),
+        details: hello_details(config),
+    };
+    // HELLO goes out with the handshake, saving a round trip, when it fits the smallest limit
+    // any router can announce; otherwise it waits for the router's limit in the reply.
+    let mut opening = FrameWriter::new(config.serializer, length_from_exponent(0));
+    let pipelined = opening.push(&hello).is_ok();
+    let mut first = handshake(config.serializer, announced).to_vec();
+    first.extend_from_slice(opening.bytes());
+    stream.write_all(&first).await?;
+    stream.flush().await?;
     let mut reply = [0u8; 4];
     stream.read_exact(&mut reply).await?;
     let router_max = read_handshake_reply(reply, config.serializer)?;
     let mut codec = FrameCodec::new(announced, router_max);
     let mut read_buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = FrameWriter::new(config.serializer, codec.max_send);
-    let hello = Message::Hello {
-        realm: config.realm.clone(),
-        details: hello_details(config),
-    };
-    out.push(&hello)?;
-    flush(&mut stream, &mut out).await?;
+    if !pipelined {
+        out.push(&hello)?;
+        flush(&mut stream, &mut out).await?;
+    }
     loop {
         let frame = next_frame(&mut stream, &mut codec, &mut read_buf).await?;
         match frame.kind {

@@ -39,6 +39,22 @@ impl Session {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        Ok(Session::join_with(stream, config, &[], &[]).await?.0)
+    }
+
+    /// Joins like [`Session::join`], with subscriptions and registrations the router makes
+    /// at join without SUBSCRIBE or REGISTER (a router link asks for them in HELLO, see
+    /// [`crate::router::SessionInfo::attach_link`]). Their handles exist before the first
+    /// message after WELCOME is read, so nothing sent to them right after WELCOME is lost.
+    pub(crate) async fn join_with<S>(
+        stream: S,
+        config: ClientConfig,
+        subscriptions: &[Id],
+        registrations: &[Id],
+    ) -> Result<(Session, Vec<Subscription>, Vec<Registration>), ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let joined = join(stream, &config).await?;
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (cleanup_tx, cleanup) = mpsc::unbounded_channel();
@@ -47,7 +63,15 @@ impl Session {
             cleanup: cleanup_tx,
         });
         let (closed_tx, closed) = watch::channel(None);
-        let state = SessionState::new(Arc::downgrade(&link), config.queue_capacity);
+        let mut state = SessionState::new(Arc::downgrade(&link), config.queue_capacity);
+        let subscriptions = subscriptions
+            .iter()
+            .map(|&id| Subscription::new(state.preset_subscription(id), link.clone()))
+            .collect();
+        let registrations = registrations
+            .iter()
+            .map(|&id| Registration::new(state.preset_registration(id), link.clone()))
+            .collect();
         let out = FrameWriter::new(config.serializer, joined.codec.max_send);
         let connection = Connection::new(
             joined.stream,
@@ -64,7 +88,7 @@ impl Session {
         span.in_scope(|| tracing::debug!(serializer = config.serializer.name(), "joined"));
         // The task ends with the session (see the module docs), so it needs no tracker.
         tokio::spawn(connection.run(closed_tx).instrument(span));
-        Ok(Session {
+        let session = Session {
             shared: Arc::new(Shared {
                 id: joined.session,
                 details: joined.details,
@@ -72,7 +96,8 @@ impl Session {
                 closed,
                 queue_capacity: config.queue_capacity.max(1),
             }),
-        })
+        };
+        Ok((session, subscriptions, registrations))
     }
 
     /// Connects over TCP (`host:port`, TCP_NODELAY on) and joins.

@@ -54,6 +54,11 @@ impl PeerConnection {
             .map_err(|e| e.to_string())?;
         self.handshakes.fetch_add(1, Ordering::Relaxed);
         tracing::info!(peer = %self.peer, address = %self.address, id = connection.id(), "link connection established");
+        let (peer, watched) = (self.peer.clone(), connection.connection.clone());
+        tokio::spawn(async move {
+            let reason = watched.closed().await;
+            tracing::info!(%peer, id = watched.stable_id(), %reason, "link connection closed");
+        });
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(connection.clone());
         Ok(connection)
     }

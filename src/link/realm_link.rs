@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{ClientAuth, ClientConfig, Session};
+use crate::client::{ClientAuth, ClientConfig};
 use crate::config::{LinkTransport, ReconnectPolicy};
 use crate::router::mesh::LINK_ROLE;
 use crate::transport::tls_tcp;
@@ -251,16 +251,12 @@ impl RealmLink {
 
     /// Joins the realm on the peer and locally and attaches both sides to the link channel.
     async fn connect(&self) -> Result<(Side, Side), String> {
-        let remote = self.join_peer().await?;
-        let local = self.join_local().await?;
-        match (Side::attach(local).await, Side::attach(remote).await) {
-            (Ok(l), Ok(r)) => Ok((l, r)),
-            (Err(e), _) | (_, Err(e)) => Err(format!("attaching the link channel failed: {e}")),
-        }
+        let (remote, local) = tokio::join!(self.join_peer(), self.join_local());
+        Ok((local?, remote?))
     }
 
     /// Opens the byte stream to the peer and joins the realm there as `rlink`.
-    async fn join_peer(&self) -> Result<Session, String> {
+    async fn join_peer(&self) -> Result<Side, String> {
         let spec = &self.spec;
         let stream: Box<dyn ByteStream> = match spec.transport {
             LinkTransport::Quic => {
@@ -312,13 +308,13 @@ impl RealmLink {
         if spec.transport != LinkTransport::Tcp {
             config = config.with_hello_extra("authmethods", vec![Value::from("tls")]);
         }
-        Session::join(stream, config)
+        Side::join(stream, config)
             .await
             .map_err(|e| format!("joining {} at {}: {e}", spec.realm, spec.peer))
     }
 
     /// Joins the local realm through the node's in-process listener.
-    async fn join_local(&self) -> Result<Session, String> {
+    async fn join_local(&self) -> Result<Side, String> {
         let stream = self.context.local_stream();
         let config = ClientConfig::new(&self.spec.realm)
             .with_serializer(Serializer::MsgPack)
@@ -327,7 +323,7 @@ impl RealmLink {
                 "authextra",
                 crate::dict! { "peer" => self.spec.peer.clone() },
             );
-        Session::join(stream, config)
+        Side::join(stream, config)
             .await
             .map_err(|e| format!("joining local realm {}: {e}", self.spec.realm))
     }

@@ -13,10 +13,14 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::client::{ClientError, Event, Invocation, Registration, Session, Subscription};
-use crate::router::mesh::{CHANNEL_TOPIC, INVOKE_PROCEDURE, MESH_KEY};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::client::{
+    ClientConfig, ClientError, Event, Invocation, Registration, Session, Subscription,
+};
+use crate::router::mesh::{CHANNEL_ID, CHANNEL_TOPIC, INVOKE_ID, MESH_KEY};
 use crate::wamp::uri::reason;
-use crate::wamp::{Dict, Payload, Value};
+use crate::wamp::{Dict, Id, Payload, Value};
 
 /// Counters of one link, as `wampmesh.link.list` reports them.
 #[derive(Debug, Default)]
@@ -35,10 +39,33 @@ pub struct Side {
 }
 
 impl Side {
-    /// Subscribes to the link channel and registers the invoke procedure on `session`.
-    pub async fn attach(session: Session) -> Result<Side, ClientError> {
-        let channel = session.subscribe(CHANNEL_TOPIC, Dict::new()).await?;
-        let invoke = session.register(INVOKE_PROCEDURE, Dict::new()).await?;
+    /// Joins as a link session attached at join (HELLO `_wampmesh.attach`): the realm makes
+    /// the channel subscription and the invoke registration itself and says so in WELCOME, so
+    /// the side is ready one round trip after the stream opens (the RawSocket handshake and
+    /// HELLO travel together, see `client::join`).
+    pub async fn join<S>(stream: S, config: ClientConfig) -> Result<Side, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let config = config.with_hello_extra(MESH_KEY, crate::dict! { "attach" => true });
+        let channel = Id::new(CHANNEL_ID).expect("a valid id");
+        let invoke = Id::new(INVOKE_ID).expect("a valid id");
+        let (session, mut channels, mut invokes) =
+            Session::join_with(stream, config, &[channel], &[invoke]).await?;
+        let attached = session
+            .details()
+            .get(MESH_KEY)
+            .and_then(Value::as_dict)
+            .and_then(|mesh| mesh.get("attached"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let (Some(channel), Some(invoke), true) = (channels.pop(), invokes.pop(), attached) else {
+            let _ = session.leave(reason::CLOSE_NORMAL).await;
+            let role = session.details().get("authrole").cloned();
+            return Err(ClientError::Protocol(format!(
+                "the realm did not attach the link (joined with role {role:?}, not as a link)"
+            )));
+        };
         Ok(Side {
             session,
             channel,

@@ -25,6 +25,10 @@ pub const INVOKE_PROCEDURE: &str = "wampmesh.link.invoke";
 pub const MESH_KEY: &str = "_wampmesh";
 /// The role of router-link sessions.
 pub const LINK_ROLE: &str = "rlink";
+/// The id under which a link session's channel subscription is known.
+pub const CHANNEL_ID: u64 = crate::wamp::id::MAX_ID;
+/// The id under which a link session's invoke registration is known.
+pub const INVOKE_ID: u64 = crate::wamp::id::MAX_ID - 1;
 
 /// One unit of interest: a subscription (`invoke` = None) or registration.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -78,15 +78,21 @@ impl Realm {
             return Err(JoinError::DuplicateSession);
         }
         let details = info.meta_details();
-        if info.authrole == LINK_ROLE {
-            self.mesh.add_neighbor(info.id, &info.authid);
+        let (id, link, attach) = (info.id, info.authrole == LINK_ROLE, info.attach_link);
+        if link {
+            self.mesh.add_neighbor(id, &info.authid);
         }
-        self.sessions.insert(info.id, info);
+        self.sessions.insert(id, info);
         self.broker.publish_internal(
             "wamp.session.on_join",
             Payload::args(vec![details.into()]),
             out,
         );
+        if link && attach {
+            let first_meta = out.meta.len();
+            self.attach_link(id, out);
+            self.after_change(first_meta, out);
+        }
         Ok(())
     }
 

@@ -16,19 +16,16 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use crate::wamp::id::MAX_ID;
 use crate::wamp::uri::MatchPolicy;
 use crate::wamp::{Dict, Id, Message, Payload, SessionId, Value};
 
 use super::broker::Relay;
-use super::mesh::{path_of, ChannelMessage, Interest, CHANNEL_TOPIC, INVOKE_PROCEDURE, MESH_KEY};
+use super::mesh::{
+    path_of, ChannelMessage, Interest, CHANNEL_ID, CHANNEL_TOPIC, INVOKE_ID, INVOKE_PROCEDURE,
+    MESH_KEY,
+};
 use super::realm::Realm;
 use super::types::{Now, Outbox, SessionInfo};
-
-/// The id under which a link session's channel subscription is known.
-pub const CHANNEL_ID: u64 = MAX_ID;
-/// The id under which a link session's invoke registration is known.
-pub const INVOKE_ID: u64 = MAX_ID - 1;
 
 fn fixed(id: u64) -> Id {
     Id::new(id).unwrap_or_else(Id::random)
@@ -70,9 +67,7 @@ impl Realm {
                         subscription: fixed(CHANNEL_ID),
                     },
                 );
-                self.refresh_own_interest(out);
-                let table = self.mesh.channel_ready(session, fixed(CHANNEL_ID));
-                self.send_channel(table, out);
+                self.open_channel(session, out);
                 None
             }
             Message::Register {
@@ -127,6 +122,20 @@ impl Realm {
             }
             other => Some(other),
         }
+    }
+
+    /// A neighbor that asked for it in HELLO is attached at join: its channel subscription
+    /// ([`CHANNEL_ID`]) and invoke registration ([`INVOKE_ID`]) exist without SUBSCRIBE and
+    /// REGISTER, and the interest table goes out right after WELCOME.
+    pub(super) fn attach_link(&mut self, session: SessionId, out: &mut Outbox) {
+        self.mesh.invoke_ready(session, fixed(INVOKE_ID));
+        self.open_channel(session, out);
+    }
+
+    fn open_channel(&mut self, session: SessionId, out: &mut Outbox) {
+        self.refresh_own_interest(out);
+        let table = self.mesh.channel_ready(session, fixed(CHANNEL_ID));
+        self.send_channel(table, out);
     }
 
     /// A publication a neighbor forwarded: deliver here once, forward further.

@@ -58,6 +58,7 @@ fn session(n: u64, role: &str) -> SessionInfo {
         authprovider: "static".into(),
         roles: dict! { "callee" => dict! { "features" => features } },
         transport: dict! { "type" => "fake" },
+        attach_link: false,
     }
 }
 

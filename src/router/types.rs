@@ -18,6 +18,10 @@ pub struct SessionInfo {
     pub roles: Dict,
     /// Transport facts for the session meta API (type, peer address, serializer).
     pub transport: Dict,
+    /// HELLO asked (`_wampmesh.attach = true`) to be attached to the link channel and the
+    /// invoke procedure at join, instead of by SUBSCRIBE and REGISTER afterwards: a realm link
+    /// is then up one round trip after it opens. Honoured for the link role only.
+    pub attach_link: bool,
 }
 
 impl SessionInfo {

@@ -140,6 +140,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                 .cloned()
                 .unwrap_or_default(),
             transport,
+            attach_link: details
+                .get(crate::router::mesh::MESH_KEY)
+                .and_then(Value::as_dict)
+                .and_then(|mesh| mesh.get("attach"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         };
         let welcome = crate::dict! {
             "realm" => realm.clone(),
@@ -150,6 +156,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             "roles" => router_roles(),
             "agent" => concat!("wampmesh/", env!("CARGO_PKG_VERSION")),
         };
+        let mut welcome = welcome;
+        if info.attach_link && info.authrole == crate::router::mesh::LINK_ROLE {
+            let attached = crate::dict! { "attached" => true };
+            welcome.insert(crate::router::mesh::MESH_KEY.into(), attached.into());
+        }
         let (queue, outbound) = mpsc::channel(settings.outbound_queue);
         let kill = CancellationToken::new();
         let dropped = ctx.metrics.events_dropped();

@@ -103,8 +103,21 @@ pub async fn start_node(certs: &Path, id: &str) -> Node {
 
 /// Like `start_node`, with QUIC on `quic_port` (so that a restarted node is found again).
 pub async fn start_node_on(certs: &Path, id: &str, quic_port: u16) -> Node {
-    let config =
-        Config::from_toml_str(&node_toml(certs, id, 0, quic_port, &[])).expect("node config");
+    start_from_toml(id, &node_toml(certs, id, 0, quic_port, &[])).await
+}
+
+/// Like `start_node`, with a 10 s QUIC idle timeout: for tests that load the machine so much
+/// (thousands of links starting at once) that 1.5 s without an acknowledgement can happen
+/// while the peer is alive, and that do not kill peers.
+pub async fn start_patient_node(certs: &Path, id: &str) -> Node {
+    let toml = node_toml(certs, id, 0, 0, &[]);
+    let patient = toml.replace("idle_timeout_ms = 1500", "idle_timeout_ms = 10000");
+    assert_ne!(toml, patient, "node_toml sets idle_timeout_ms");
+    start_from_toml(id, &patient).await
+}
+
+async fn start_from_toml(id: &str, toml: &str) -> Node {
+    let config = Config::from_toml_str(toml).expect("node config");
     Node::start(config)
         .await
         .unwrap_or_else(|e| panic!("node {id} failed to start: {e}"))

@@ -30,6 +30,7 @@ pub(super) fn session(n: u64, callee_features: &[&str]) -> SessionInfo {
         authprovider: "static".into(),
         roles: dict! { "callee" => dict! { "features" => features } },
         transport: Dict::new(),
+        attach_link: false,
     }
 }
 
