@@ -24,8 +24,13 @@ use crate::wamp::{Dict, Message, Serializer};
 
 /// How long the task waits for a GOODBYE reply, or for its last frames to drain.
 pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Read buffer growth step.
+/// Largest read buffer growth step (reads grow from `READ_CHUNK_MIN` while they fill it).
 pub(super) const READ_CHUNK: usize = 64 * 1024;
+/// First read buffer size: an idle session holds no buffer, a quiet one a small one.
+pub(super) const READ_CHUNK_MIN: usize = 4 * 1024;
+/// A buffer this large or larger is given back when it empties and the socket has nothing
+/// more: idle sessions (thousands of idle realm links) keep no burst-sized buffers.
+const KEEP_WHEN_IDLE: usize = 16 * 1024;
 /// Commands taken per round before the task reads and writes again.
 const COMMAND_BATCH: usize = 512;
 /// Socket reads per round.
@@ -43,7 +48,7 @@ pub(super) struct FrameWriter {
 impl FrameWriter {
     pub fn new(serializer: Serializer, max_send: usize) -> Self {
         FrameWriter {
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
             serializer,
             max_send: max_send.min(MAX_LENGTH - 1),
         }
@@ -96,6 +101,9 @@ impl FrameWriter {
     }
     pub fn consume(&mut self, n: usize) {
         self.buf.advance(n);
+        if self.buf.is_empty() && self.buf.capacity() >= KEEP_WHEN_IDLE {
+            self.buf = BytesMut::new();
+        }
     }
 }
 
@@ -128,6 +136,9 @@ pub(super) struct Connection<S> {
     phase: Phase,
     close_reason: Option<CloseReason>,
     needs_flush: bool,
+    /// How much room the next read asks for: doubles while reads fill the buffer, up to
+    /// `READ_CHUNK`.
+    read_chunk: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -156,6 +167,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             phase: Phase::Open,
             close_reason: None,
             needs_flush: false,
+            read_chunk: READ_CHUNK_MIN,
         }
     }
 
@@ -266,9 +278,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             if self.parked.is_some() || !self.reading() {
                 break;
             }
-            if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
-                self.read_buf.reserve(READ_CHUNK);
+            if self.read_buf.capacity() - self.read_buf.len() < self.read_chunk / 4 {
+                self.read_buf.reserve(self.read_chunk);
             }
+            let room = self.read_buf.capacity() - self.read_buf.len();
             let read = {
                 let read = self.stream.read_buf(&mut self.read_buf);
                 tokio::pin!(read);
@@ -276,9 +289,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             };
             match read {
                 Poll::Ready(Ok(0)) => return Err(self.lost("connection closed by the router")),
-                Poll::Ready(Ok(_)) => progress = true,
+                Poll::Ready(Ok(n)) => {
+                    if n == room {
+                        self.read_chunk = (self.read_chunk * 2).min(READ_CHUNK);
+                    }
+                    progress = true;
+                }
                 Poll::Ready(Err(e)) => return Err(self.lost(&e.to_string())),
-                Poll::Pending => break,
+                Poll::Pending => {
+                    if self.read_buf.is_empty() && self.read_buf.capacity() >= KEEP_WHEN_IDLE {
+                        self.read_buf = BytesMut::new();
+                    }
+                    break;
+                }
             }
         }
         Ok(progress)

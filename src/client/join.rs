@@ -5,7 +5,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Decoder;
 
 use super::auth::answer_challenge;
-use super::connection::{FrameWriter, READ_CHUNK};
+use super::connection::{FrameWriter, READ_CHUNK_MIN};
 use super::error::ClientError;
 use super::ClientConfig;
 use crate::dict;
@@ -76,7 +76,7 @@ pub(super) async fn join<S: AsyncRead + AsyncWrite + Unpin>(
     stream.read_exact(&mut reply).await?;
     let router_max = read_handshake_reply(reply, config.serializer)?;
     let mut codec = FrameCodec::new(announced, router_max);
-    let mut read_buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut read_buf = BytesMut::with_capacity(READ_CHUNK_MIN);
     let mut out = FrameWriter::new(config.serializer, codec.max_send);
     if !pipelined {
         out.push(&hello)?;

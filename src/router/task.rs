@@ -106,6 +106,9 @@ pub fn spawn_realm(
     handle
 }
 
+/// Batch capacity a realm keeps while its queue is empty.
+const IDLE_BATCH: usize = 16;
+
 async fn run(
     mut realm: Realm,
     mut rx: mpsc::Receiver<RealmCommand>,
@@ -113,7 +116,9 @@ async fn run(
     cancel: CancellationToken,
 ) {
     let mut sessions: HashMap<SessionId, SessionOutbound> = HashMap::new();
-    let mut batch = Vec::with_capacity(256);
+    // Grows with bursts and is given back when the queue is empty: thousands of quiet realms
+    // (one per realm link, say) hold no burst-sized buffers.
+    let mut batch = Vec::new();
     let mut out = Outbox::default();
     let mut quiesced = false;
     tracing::debug!(realm = %realm.name, "realm started");
@@ -158,6 +163,14 @@ async fn run(
             _ = sleep_until(deadline), if deadline.is_some() => realm.handle_timeout(&Now::read(), &mut out),
         }
         deliver(&mut out, &sessions, policy);
+        if rx.is_empty() {
+            if batch.capacity() > IDLE_BATCH {
+                batch = Vec::new();
+            }
+            if out.deliveries.capacity() > IDLE_BATCH {
+                out.deliveries = Vec::new();
+            }
+        }
     }
     tracing::debug!(realm = %realm.name, "realm stopped");
 }
