@@ -41,7 +41,9 @@ fn ensure_chromium() {
     if Path::new(CHROMIUM).exists() {
         return;
     }
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target");
     let _lock = LockFile::acquire(&target.join("chromium-install.lock"), INSTALL_TIMEOUT);
     if Path::new(CHROMIUM).exists() {
         return;
@@ -60,7 +62,10 @@ fn ensure_chromium() {
             finished.report()
         );
     }
-    assert!(Path::new(CHROMIUM).exists(), "{CHROMIUM} missing after install");
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} missing after install"
+    );
 }
 
 /// Headless Chromium in its own process group; dropping it kills the whole group.
@@ -196,7 +201,12 @@ async fn start_node_with_websocket(certs: &Path, id: &str) -> Node {
 }
 
 /// The next report of the page, with `path`; a `/result` with an error fails the test.
-async fn next_report(reports: &mut mpsc::Receiver<Report>, path: &str, deadline: Instant, browser: &Chromium) -> serde_json::Value {
+async fn next_report(
+    reports: &mut mpsc::Receiver<Report>,
+    path: &str,
+    deadline: Instant,
+    browser: &Chromium,
+) -> serde_json::Value {
     loop {
         let report = tokio::time::timeout_at(deadline, reports.recv()).await;
         let Ok(Some((got, body))) = report else {
@@ -207,7 +217,10 @@ async fn next_report(reports: &mut mpsc::Receiver<Report>, path: &str, deadline:
         };
         let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         if let Some(error) = value.get("error") {
-            panic!("the page failed: {error}\n--- chromium stderr ---\n{}", browser.log_tail());
+            panic!(
+                "the page failed: {error}\n--- chromium stderr ---\n{}",
+                browser.log_tail()
+            );
         }
         if got == path {
             return value;
@@ -217,24 +230,35 @@ async fn next_report(reports: &mut mpsc::Receiver<Report>, path: &str, deadline:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_page_receives_events_published_on_the_other_node() {
-    let dir = tokio::task::spawn_blocking(node_interop_dir).await.expect("npm install");
-    tokio::task::spawn_blocking(ensure_chromium).await.expect("chromium install");
+    let dir = tokio::task::spawn_blocking(node_interop_dir)
+        .await
+        .expect("npm install");
+    tokio::task::spawn_blocking(ensure_chromium)
+        .await
+        .expect("chromium install");
     let certs = mesh_certs("browser-mesh", &["a", "b"]);
     let a = start_node_with_websocket(&certs, "a").await;
     let b = common::mesh::start_node(&certs, "b").await;
     link(&a, &b, REALM);
     wait_link_up(&a, "b", REALM).await;
-    let publisher = Session::connect_tcp(b.local_addr("tcp").expect("tcp"), ClientConfig::new(REALM))
-        .await
-        .expect("RawSocket publisher joins node b");
+    let publisher =
+        Session::connect_tcp(b.local_addr("tcp").expect("tcp"), ClientConfig::new(REALM))
+            .await
+            .expect("RawSocket publisher joins node b");
 
     let (http, mut reports, server) = serve_http(dir).await;
-    let ws = format!("ws://{}/ws", a.local_addr("websocket").expect("websocket listener"));
+    let ws = format!(
+        "ws://{}/ws",
+        a.local_addr("websocket").expect("websocket listener")
+    );
     let page = format!("http://{http}/?ws={ws}&topic={TOPIC}&count={EVENTS}");
     let browser = Chromium::open(&page);
     let deadline = Instant::now() + PAGE_TIMEOUT;
     let ready = next_report(&mut reports, "/ready", deadline, &browser).await;
-    assert!(ready.get("session").is_some_and(|s| s.is_u64()), "ready: {ready}");
+    assert!(
+        ready.get("session").is_some_and(|s| s.is_u64()),
+        "ready: {ready}"
+    );
 
     // Probes until the page's subscription has crossed the link to node b.
     let mut probe = 0u64;
@@ -253,7 +277,10 @@ async fn chromium_page_receives_events_published_on_the_other_node() {
         }
     }
     for n in 1..=EVENTS as u64 {
-        let payload = Payload::new(vec![Value::from("news"), n.into()], wampmesh::dict! { "from" => "node b" });
+        let payload = Payload::new(
+            vec![Value::from("news"), n.into()],
+            wampmesh::dict! { "from" => "node b" },
+        );
         publisher
             .publish(TOPIC, payload, wampmesh::dict! { "acknowledge" => true })
             .await
@@ -262,20 +289,34 @@ async fn chromium_page_receives_events_published_on_the_other_node() {
     let result = next_report(&mut reports, "/result", deadline, &browser).await;
     drop(browser);
     let events = result["events"].as_array().expect("events").clone();
-    let numbers: Vec<u64> = events.iter().filter_map(|e| e["args"][1].as_u64()).collect();
-    assert_eq!(numbers, vec![1, 2, 3], "the page got the events in order: {result}");
-    assert!(events.iter().all(|e| e["args"][0] == "news" && e["kwargs"]["from"] == "node b"));
+    let numbers: Vec<u64> = events
+        .iter()
+        .filter_map(|e| e["args"][1].as_u64())
+        .collect();
+    assert_eq!(
+        numbers,
+        vec![1, 2, 3],
+        "the page got the events in order: {result}"
+    );
+    assert!(events
+        .iter()
+        .all(|e| e["args"][0] == "news" && e["kwargs"]["from"] == "node b"));
     assert_eq!(result["protocol"], "wamp.2.json", "{result}");
     assert!(
-        result["agent"].as_str().is_some_and(|a| a.contains("Chrome")),
+        result["agent"]
+            .as_str()
+            .is_some_and(|a| a.contains("Chrome")),
         "the client was Chromium: {result}"
     );
     println!("browser result: {result}");
 
     server.abort();
     for node in [a, b] {
-        timeout(Duration::from_secs(10), node.shutdown(Duration::from_secs(2)))
-            .await
-            .expect("node shuts down in time");
+        timeout(
+            Duration::from_secs(10),
+            node.shutdown(Duration::from_secs(2)),
+        )
+        .await
+        .expect("node shuts down in time");
     }
 }

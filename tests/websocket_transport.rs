@@ -60,9 +60,12 @@ async fn start(listen_extra: &str, limits: &str) -> (Node, String) {
 }
 
 async fn stop(node: Node) {
-    timeout(Duration::from_secs(10), node.shutdown(Duration::from_secs(2)))
-        .await
-        .expect("node shuts down in time");
+    timeout(
+        Duration::from_secs(10),
+        node.shutdown(Duration::from_secs(2)),
+    )
+    .await
+    .expect("node shuts down in time");
 }
 
 fn subprotocol(serializer: Serializer) -> &'static str {
@@ -91,12 +94,9 @@ async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
             .headers_mut()
             .insert("Sec-WebSocket-Protocol", offer);
     }
-    let (ws, response) = timeout(
-        WITHIN,
-        tokio_tungstenite::client_async(request, stream),
-    )
-    .await
-    .expect("upgrade answered in time")?;
+    let (ws, response) = timeout(WITHIN, tokio_tungstenite::client_async(request, stream))
+        .await
+        .expect("upgrade answered in time")?;
     let chosen = response
         .headers()
         .get("Sec-WebSocket-Protocol")
@@ -153,7 +153,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Ws<S> {
                 (_, WsMessage::Ping(_) | WsMessage::Pong(_)) => continue,
                 (serializer, other) => panic!("{serializer:?} session got the frame {other:?}"),
             };
-            return Some(self.serializer.decode(&bytes).expect("router sends valid data"));
+            return Some(
+                self.serializer
+                    .decode(&bytes)
+                    .expect("router sends valid data"),
+            );
         }
     }
 
@@ -168,7 +172,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Ws<S> {
 
     async fn expect_close(&mut self, code: CloseCode) {
         loop {
-            match timeout(WITHIN, self.ws.next()).await.expect("close in time") {
+            match timeout(WITHIN, self.ws.next())
+                .await
+                .expect("close in time")
+            {
                 Some(Ok(WsMessage::Close(Some(frame)))) => {
                     assert_eq!(frame.code, code, "close code");
                     return;
@@ -251,23 +258,40 @@ async fn every_serializer_over_websocket_with_rawsocket_on_the_same_port() {
         ws.expect_close(CloseCode::Normal).await;
     }
     let metrics = node.metrics().transport("websocket");
-    assert!(metrics.messages_in.load(std::sync::atomic::Ordering::Relaxed) >= 9);
+    assert!(
+        metrics
+            .messages_in
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 9
+    );
     let rawsocket = node.metrics().transport("tcp");
-    assert!(rawsocket.messages_in.load(std::sync::atomic::Ordering::Relaxed) >= 3);
+    assert!(
+        rawsocket
+            .messages_in
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 3
+    );
     stop(node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_without_an_acceptable_subprotocol_is_a_400() {
     let (node, addr) = start(r#"serializers = ["cbor"]"#, "").await;
-    for offer in [&[][..], &["wamp.2.json", "wamp.2.msgpack"][..], &["mqtt"][..]] {
+    for offer in [
+        &[][..],
+        &["wamp.2.json", "wamp.2.msgpack"][..],
+        &["mqtt"][..],
+    ] {
         let stream = TcpStream::connect(&addr).await.unwrap();
         match upgrade(stream, offer).await {
             Err(WsError::Http(response)) => {
                 assert_eq!(response.status(), 400, "offer {offer:?}");
-                let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or(&[]))
-                    .into_owned();
-                assert!(body.contains("wamp.2.cbor"), "body names what is spoken: {body}");
+                let body =
+                    String::from_utf8_lossy(response.body().as_deref().unwrap_or(&[])).into_owned();
+                assert!(
+                    body.contains("wamp.2.cbor"),
+                    "body names what is spoken: {body}"
+                );
             }
             Err(other) => panic!("offer {offer:?}: expected HTTP 400, got {other:?}"),
             Ok(_) => panic!("offer {offer:?} was accepted"),
@@ -295,7 +319,9 @@ async fn a_message_over_max_message_size_aborts_and_closes_with_1009() {
     let mut ws = Ws::joined(stream, Serializer::Json).await;
     subscribe(&mut ws, "big").await;
     let fits = "y".repeat(MAX_MESSAGE - 64);
-    let session = Session::connect_tcp(&addr, ClientConfig::new("realm1")).await.unwrap();
+    let session = Session::connect_tcp(&addr, ClientConfig::new("realm1"))
+        .await
+        .unwrap();
     publish(&session, "big", &fits).await;
     expect_event(&mut ws, &fits).await;
     stop(node).await;
@@ -334,7 +360,10 @@ async fn ping_gets_pong_with_the_same_payload() {
     let (node, addr) = start("", "").await;
     let stream = TcpStream::connect(&addr).await.unwrap();
     let mut ws = Ws::joined(stream, Serializer::Json).await;
-    ws.ws.send(WsMessage::Ping("are you there".into())).await.unwrap();
+    ws.ws
+        .send(WsMessage::Ping("are you there".into()))
+        .await
+        .unwrap();
     let pong = timeout(WITHIN, ws.ws.next()).await.expect("pong in time");
     match pong {
         Some(Ok(WsMessage::Pong(payload))) => assert_eq!(&payload[..], b"are you there"),
@@ -365,7 +394,10 @@ role = "user"
         .await;
         match ws.recv().await {
             Some(Message::Welcome { details, .. }) if welcomed => {
-                assert_eq!(details.get("authrole").and_then(Value::as_str), Some("user"));
+                assert_eq!(
+                    details.get("authrole").and_then(Value::as_str),
+                    Some("user")
+                );
             }
             Some(Message::Abort { reason, .. }) if !welcomed => {
                 assert_eq!(reason, "wamp.error.not_authorized");
@@ -397,14 +429,20 @@ async fn connection_limits_answer_the_upgrade_with_503() {
     for _ in 0..50 {
         let stream = TcpStream::connect(&addr).await.unwrap();
         if let Ok((ws, _)) = upgrade(stream, &["wamp.2.json"]).await {
-            let mut ws = Ws { ws, serializer: Serializer::Json };
+            let mut ws = Ws {
+                ws,
+                serializer: Serializer::Json,
+            };
             ws.send(&hello(Dict::new())).await;
             joined = matches!(ws.recv().await, Some(Message::Welcome { .. }));
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(joined, "a place freed by a closed connection is taken again");
+    assert!(
+        joined,
+        "a place freed by a closed connection is taken again"
+    );
     stop(node).await;
 }
 
@@ -413,17 +451,25 @@ async fn silent_and_half_sent_upgrades_are_closed_after_the_handshake_timeout() 
     let (node, addr) = start("", "").await;
     let mut silent = TcpStream::connect(&addr).await.unwrap();
     let mut half = TcpStream::connect(&addr).await.unwrap();
-    half.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    half.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     for stream in [&mut silent, &mut half] {
         let mut buf = [0u8; 64];
         let read = timeout(Duration::from_secs(3), stream.read(&mut buf))
             .await
             .expect("closed within the 500 ms handshake timeout (and some)");
-        assert!(matches!(read, Ok(0) | Err(_)), "closed without an answer: {read:?}");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "closed without an answer: {read:?}"
+        );
     }
     // A plain HTTP request (no upgrade) is closed too.
     let mut plain = TcpStream::connect(&addr).await.unwrap();
-    plain.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut answer = Vec::new();
     let read = timeout(Duration::from_secs(3), plain.read_to_end(&mut answer)).await;
     assert!(read.is_ok(), "a plain GET is answered or closed in time");
@@ -433,7 +479,8 @@ async fn silent_and_half_sent_upgrades_are_closed_after_the_handshake_timeout() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_serves_wss_and_rawsocket_over_tls_on_one_port() {
     let (node, addr) = start("tls = true", "").await;
-    let trust = wampmesh::transport::tls::ServerTrust::Fingerprint(node.tls().identity.fingerprint());
+    let trust =
+        wampmesh::transport::tls::ServerTrust::Fingerprint(node.tls().identity.fingerprint());
     let client = wampmesh::transport::tls::client_config(&trust, None, &[]).expect("tls config");
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
     let connect = || async {

@@ -159,7 +159,11 @@ where
 {
     let ctx = &contexts.websocket;
     let mut first = [0u8; 1];
-    match tokio::time::timeout(ctx.settings.handshake_timeout, stream.read_exact(&mut first)).await
+    match tokio::time::timeout(
+        ctx.settings.handshake_timeout,
+        stream.read_exact(&mut first),
+    )
+    .await
     {
         Err(_) => {
             ctx.metrics.handshake_failed("handshake_timeout");
@@ -194,6 +198,8 @@ where
     let refused = slot.as_ref().err().copied();
     let mut outcome: Option<Result<Serializer, upgrade::UpgradeRefusal>> = None;
     let mut path = String::new();
+    // The callback's error type (tungstenite's ErrorResponse, an http::Response) is not ours.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| {
         path = request.uri().path().to_owned();
         match upgrade::answer(request, response, &settings.serializers, refused) {
@@ -201,7 +207,8 @@ where
                 outcome = Some(Ok(serializer));
                 Ok(response)
             }
-            Err((response, refusal)) => {
+            Err(refusal) => {
+                let response = refusal.response();
                 outcome = Some(Err(refusal));
                 Err(response)
             }

@@ -27,12 +27,33 @@ fn serializer_of(subprotocol: &str) -> Option<Serializer> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpgradeRefusal {
     /// No subprotocol offered that this listener speaks: 400.
-    NoSubprotocol { offered: String },
+    NoSubprotocol {
+        offered: String,
+        spoken: Vec<&'static str>,
+    },
     /// The node's connection limits: 503.
     ConnectionLimit(AdmissionRefused),
 }
 
 impl UpgradeRefusal {
+    /// The HTTP answer: status and a one-line plain-text reason.
+    pub fn response(&self) -> ErrorResponse {
+        match self {
+            UpgradeRefusal::NoSubprotocol { offered, spoken } => {
+                let body = format!(
+                    "no acceptable WAMP subprotocol in Sec-WebSocket-Protocol ({offered:?}); \
+                     this listener speaks {}\n",
+                    spoken.join(", ")
+                );
+                error(StatusCode::BAD_REQUEST, body)
+            }
+            UpgradeRefusal::ConnectionLimit(why) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("connection refused: {why}\n"),
+            ),
+        }
+    }
+
     /// The reason counted in `wampmesh_handshake_failures_total`.
     pub fn metrics_reason(&self) -> &'static str {
         match self {
@@ -55,18 +76,17 @@ pub fn choose(request: &Request, serializers: &[Serializer]) -> Option<Serialize
         .find(|serializer| serializers.contains(serializer))
 }
 
-/// Answers an upgrade request: the 101 response with the chosen subprotocol, or an HTTP error
-/// (503 when `refused` by the connection limits, 400 when no subprotocol fits).
+/// Answers an upgrade request: the 101 response with the chosen subprotocol, or why it is
+/// refused ([`UpgradeRefusal::response`] is the HTTP error: 503 when `refused` by the
+/// connection limits, 400 when no subprotocol fits).
 pub fn answer(
     request: &Request,
     mut response: Response,
     serializers: &[Serializer],
     refused: Option<AdmissionRefused>,
-) -> Result<(Response, Serializer), (ErrorResponse, UpgradeRefusal)> {
+) -> Result<(Response, Serializer), UpgradeRefusal> {
     if let Some(why) = refused {
-        let body = format!("connection refused: {why}\n");
-        let refusal = UpgradeRefusal::ConnectionLimit(why);
-        return Err((error(StatusCode::SERVICE_UNAVAILABLE, body), refusal));
+        return Err(UpgradeRefusal::ConnectionLimit(why));
     }
     let Some(serializer) = choose(request, serializers) else {
         let offered = request
@@ -76,14 +96,8 @@ pub fn answer(
             .filter_map(|value| value.to_str().ok())
             .collect::<Vec<_>>()
             .join(", ");
-        let spoken: Vec<&str> = serializers.iter().map(|s| subprotocol(*s)).collect();
-        let body = format!(
-            "no acceptable WAMP subprotocol in Sec-WebSocket-Protocol ({offered:?}); \
-             this listener speaks {}\n",
-            spoken.join(", ")
-        );
-        let refusal = UpgradeRefusal::NoSubprotocol { offered };
-        return Err((error(StatusCode::BAD_REQUEST, body), refusal));
+        let spoken = serializers.iter().map(|s| subprotocol(*s)).collect();
+        return Err(UpgradeRefusal::NoSubprotocol { offered, spoken });
     };
     response.headers_mut().insert(
         header::SEC_WEBSOCKET_PROTOCOL,
@@ -140,8 +154,8 @@ mod tests {
     #[test]
     fn no_acceptable_subprotocol_is_a_400_naming_what_is_spoken() {
         for req in [request(&[]), request(&["wamp.2.json.batched", "mqtt"])] {
-            let (response, refusal) =
-                answer(&req, Response::new(()), &[Serializer::Cbor], None).unwrap_err();
+            let refusal = answer(&req, Response::new(()), &[Serializer::Cbor], None).unwrap_err();
+            let response = refusal.response();
             assert_eq!(response.status(), StatusCode::BAD_REQUEST);
             assert!(response.body().as_deref().unwrap().contains("wamp.2.cbor"));
             assert_eq!(refusal.metrics_reason(), "serializer_unsupported");
@@ -152,9 +166,8 @@ mod tests {
     fn a_full_node_is_a_503() {
         let req = request(&["wamp.2.json"]);
         let full = AdmissionRefused::NodeFull(3);
-        let (response, refusal) =
-            answer(&req, Response::new(()), &Serializer::ALL, Some(full)).unwrap_err();
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let refusal = answer(&req, Response::new(()), &Serializer::ALL, Some(full)).unwrap_err();
+        assert_eq!(refusal.response().status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(refusal, UpgradeRefusal::ConnectionLimit(full));
     }
 }

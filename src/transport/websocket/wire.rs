@@ -107,7 +107,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MessageWire for WebSocketWire<S> {
             };
             let size = message.len();
             let is_data = matches!(message, WsMessage::Text(_) | WsMessage::Binary(_));
-            self.counters.received(header_len(size, true) + size, is_data);
+            self.counters
+                .received(header_len(size, true) + size, is_data);
             // Either frame type is accepted: the serializer decides whether the bytes make sense.
             match message {
                 WsMessage::Text(text) => return Ok(Bytes::from(text)),
@@ -137,7 +138,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MessageWire for WebSocketWire<S> {
             false => WsMessage::Binary(payload),
         };
         self.queue.push_back(message);
-        self.queued = (self.queued.0 + 1, self.queued.1 + header_len(size, false) + size);
+        self.queued = (
+            self.queued.0 + 1,
+            self.queued.1 + header_len(size, false) + size,
+        );
         Ok(())
     }
 
