@@ -1,6 +1,6 @@
 //! One connection or stream on the router side: RawSocket handshake -> HELLO/auth/WELCOME ->
 //! message loop, written once for every byte stream (TCP, Unix, QUIC stream). The message loop
-//! runs over a [`wire::MessageWire`], so a WebSocket connection (`crate::transport::websocket`,
+//! runs over a `wire::MessageWire`, so a WebSocket connection (`crate::transport::websocket`,
 //! which does its own HTTP upgrade instead of the RawSocket handshake) shares it too.
 //!
 //! Written once, so checked once: the connection limits (`handshake`: admission slot, `7F 40`,

@@ -354,5 +354,9 @@ fn websocket_tls_key_is_checked() {
     let text = format!("{MINIMAL}\n{ws}tls = true\nrequire_client_cert = true\n");
     assert_fails(&text, "listen[1].require_client_cert", "tls.ca");
     let clash = "[[listen]]\ntransport = \"websocket\"\naddress = \"127.0.0.1:8080\"\n";
-    assert_fails(&format!("{MINIMAL}\n{clash}"), "listen[1].address", "already used");
+    assert_fails(
+        &format!("{MINIMAL}\n{clash}"),
+        "listen[1].address",
+        "already used",
+    );
 }

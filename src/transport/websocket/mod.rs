@@ -7,7 +7,7 @@
 //! [`crate::session::serve`] exactly as on a `tcp` (or `tls`) listener; anything else is an HTTP
 //! request for a WebSocket upgrade. Both are bounded by the listener's `handshake_timeout_ms`,
 //! take an admission slot (a full node answers the upgrade with 503), and then run the same
-//! session loop ([`crate::session::serve_wire`]).
+//! session loop (`crate::session::serve_wire`).
 
 mod prefixed;
 pub mod upgrade;
