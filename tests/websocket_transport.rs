@@ -524,3 +524,45 @@ async fn unbind_frees_the_port_and_shutdown_says_goodbye() {
         .expect("shutdown in time")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_over_max_message_size_becomes_payload_size_exceeded() {
+    // A RawSocket listener with the default 16 MiB next to the 64 KiB WebSocket one.
+    let tcp = "[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:0\"\n";
+    let (node, addr) = start(tcp, "").await;
+    let callee = Session::connect_tcp(node.local_addr("tcp").unwrap(), ClientConfig::new("realm1"))
+        .await
+        .expect("callee joins");
+    let big = "z".repeat(MAX_MESSAGE + 1);
+    let _served = callee
+        .serve("big.result", Dict::new(), move |call| {
+            let big = big.clone();
+            async move {
+                let _ = call.result(Payload::args(vec![big.into()])).await;
+            }
+        })
+        .await
+        .expect("register");
+    let stream = TcpStream::connect(&addr).await.unwrap();
+    let mut ws = Ws::joined(stream, Serializer::Cbor).await;
+    let request = wampmesh::wamp::Id::new(7).unwrap();
+    ws.send(&Message::Call {
+        request,
+        options: Dict::new(),
+        procedure: "big.result".into(),
+        payload: Payload::default(),
+    })
+    .await;
+    match ws.recv().await {
+        Some(Message::Error {
+            request: r, error, ..
+        }) => {
+            assert_eq!(
+                (r, error.as_str()),
+                (request, "wamp.error.payload_size_exceeded")
+            );
+        }
+        other => panic!("expected ERROR payload_size_exceeded, got {other:?}"),
+    }
+    stop(node).await;
+}
