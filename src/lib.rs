@@ -9,8 +9,8 @@
 //! | [`wamp`] | the protocol without I/O: [`wamp::Value`], [`wamp::Message`], ids, URIs, the JSON / MessagePack / CBOR serializers, [`wamp::SharedMessage`] (encode once per serializer, share the bytes) |
 //! | [`rawsocket`] | the 4-byte handshake and the frame codec, without I/O |
 //! | [`router`] | synchronous state machines fed with `handle_*` and the time: [`router::realm::Realm`] (dispatch, authorization), [`router::broker`], [`router::dealer`], [`router::meta`] (meta API), [`router::auth`] (anonymous, ticket, WAMP-CRA), [`router::mesh`] (interest routing between nodes); [`router::task`] is the one task that owns a realm |
-//! | [`session`] | one byte stream on the router side: handshake -> HELLO/auth/WELCOME -> message loop; [`writer`] batches its writes |
-//! | [`transport`] | listeners in the Bedrock shape (bind, accept, unbind, drain, abort): tcp, unix, tls, quic ([`transport::quic::QuicServerFactory`], [`transport::quic::QuicConnector`]); TLS material in [`transport::tls`] |
+//! | [`session`] | one connection on the router side: RawSocket handshake -> HELLO/auth/WELCOME -> message loop, the loop running over a `MessageWire` (RawSocket frames, batched by [`writer`], or WebSocket messages) |
+//! | [`transport`] | listeners in the Bedrock shape (bind, accept, unbind, drain, abort): tcp, unix, tls, quic ([`transport::quic::QuicServerFactory`], [`transport::quic::QuicConnector`]), websocket ([`transport::websocket`]: ws/wss with RawSocket on the same port); TLS material in [`transport::tls`] |
 //! | [`link`] | router links: a [`link::RealmLink`] per (peer, realm), one QUIC connection per peer ([`link::PeerConnection`]), the shuttle between the local and the remote session |
 //! | [`node`] | composes realms, listeners, links and [`management`]; owns start and shutdown order |
 //! | [`client`] | the Rust WAMP client used by links, tests, bench, demo and users |
@@ -21,6 +21,8 @@
 //!
 //! A transport yields a byte stream; [`session::serve`] runs the RawSocket handshake and the
 //! WAMP session over it and hands decoded messages to its realm's task over a bounded channel.
+//! A WebSocket connection does its HTTP upgrade instead and runs the same session loop over
+//! WebSocket messages.
 //! The realm state machine decides who gets what and fills an [`router::Outbox`]; the task puts
 //! each delivery into the receiving session's bounded queue without waiting. Each session's
 //! writer asks the shared message for the bytes of its serializer (encoded on first use) and

@@ -1,42 +1,41 @@
 //! One connection or stream on the router side: RawSocket handshake -> HELLO/auth/WELCOME ->
-//! message loop, written once for every byte stream (TCP, Unix, QUIC stream).
+//! message loop, written once for every byte stream (TCP, Unix, QUIC stream). The message loop
+//! runs over a `wire::MessageWire`, so a WebSocket connection (`crate::transport::websocket`,
+//! which does its own HTTP upgrade instead of the RawSocket handshake) shares it too.
 //!
 //! Written once, so checked once: the connection limits (`handshake`: admission slot, `7F 40`,
 //! `7F 20`), the counters of `crate::metrics` (frames and bytes each way per transport,
 //! handshake failures by reason, sessions per realm), and the shutdown path (the realm answers
 //! calls in flight, the queue is flushed, then GOODBYE `wamp.close.system_shutdown`).
 
-mod handshake;
+pub(crate) mod handshake;
 mod welcome;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 pub use welcome::router_roles;
 
-use crate::metrics::{Metrics, SessionGauge, TransportCounters};
-use crate::rawsocket::{self, FrameCodec, FrameKind};
+use crate::metrics::{Metrics, SessionGauge};
+use crate::rawsocket::{self, FrameCodec};
 use crate::router::auth::AuthConfig;
 use crate::router::task::{RealmCommand, RealmHandle, SlowConsumerPolicy};
 use crate::router::RealmRegistry;
-use crate::transport::admission::Admission;
+use crate::transport::admission::{Admission, Slot};
 use crate::wamp::uri::reason;
 use crate::wamp::{code, Dict, Id, Message, Serializer};
-use crate::writer::FrameWriter;
+use wire::{MessageWire, RawSocketWire};
 
-/// Bytes of a RawSocket frame header, counted with every frame in the metrics.
-const FRAME_HEADER: usize = 4;
 /// How long a session waits at shutdown for its realm to answer the calls in flight.
 const QUIESCE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What a listener tells each of its sessions.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ListenerSettings {
     pub transport: &'static str,
     pub serializers: Vec<Serializer>,
@@ -143,30 +142,38 @@ where
             return Err(end);
         }
     };
-    let settings = &ctx.settings;
-    let codec = FrameCodec::new(settings.max_message_size, peer_max);
-    let mut conn = Connection {
-        frames: FramedRead::new(reader, codec.clone()),
-        out: FrameWriter::new(writer, codec),
-        serializer,
-        counters: ctx.metrics.transport(settings.transport),
-    };
-    let result = conn.run(transport, &ctx).await;
+    let codec = FrameCodec::new(ctx.settings.max_message_size, peer_max);
+    let counters = ctx.metrics.transport(ctx.settings.transport);
+    let wire = RawSocketWire::new(reader, writer, codec, counters);
+    serve_wire(wire, serializer, transport, &ctx, slot.ok().flatten()).await
+}
+
+/// Runs a session (HELLO onwards) over an opened wire until it ends, holding the connection's
+/// admission `slot` (if any) until then. Transports with their own opening (WebSocket) call
+/// this after it.
+pub(crate) async fn serve_wire<T: MessageWire>(
+    wire: T,
+    serializer: Serializer,
+    transport: Dict,
+    ctx: &SessionContext,
+    slot: Option<Slot>,
+) -> Result<(), SessionEnd> {
+    let mut conn = Connection { wire, serializer };
+    let result = conn.run(transport, ctx).await;
+    let violation = matches!(result, Err(SessionEnd::ProtocolViolation(_)));
     if let Err(SessionEnd::ProtocolViolation(why)) = &result {
         let _ = conn
             .send(&Message::abort(reason::PROTOCOL_VIOLATION, why))
             .await;
     }
-    let _ = conn.out.shutdown().await;
+    let _ = conn.wire.close(violation).await;
     drop(slot);
     result
 }
 
-struct Connection<R, W> {
-    frames: FramedRead<R, FrameCodec>,
-    out: FrameWriter<W>,
+struct Connection<T> {
+    wire: T,
     serializer: Serializer,
-    counters: Arc<TransportCounters>,
 }
 
 /// A session that has been welcomed into its realm.
@@ -178,49 +185,25 @@ struct Joined {
     _gauge: SessionGauge,
 }
 
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
+impl<T: MessageWire> Connection<T> {
     async fn send(&mut self, message: &Message) -> Result<(), SessionEnd> {
         let bytes = self
             .serializer
             .encode(message)
             .map_err(|e| SessionEnd::Transport(e.to_string()))?;
-        let size = FRAME_HEADER + bytes.len();
-        self.out
-            .queue(FrameKind::Message, bytes)
+        self.wire
+            .queue(bytes)
             .map_err(|e| SessionEnd::Transport(e.to_string()))?;
-        self.out.flush().await?;
-        self.counters.sent(1, size);
+        self.wire.flush().await?;
         Ok(())
     }
 
-    /// Next WAMP message, answering PINGs on the way.
+    /// Next WAMP message (the wire answers transport pings on the way).
     async fn next_message(&mut self) -> Result<Message, SessionEnd> {
-        loop {
-            let frame = match self.frames.next().await {
-                None => return Err(SessionEnd::Closed),
-                Some(Err(e)) => return Err(SessionEnd::ProtocolViolation(e.to_string())),
-                Some(Ok(frame)) => frame,
-            };
-            let size = FRAME_HEADER + frame.payload.len();
-            self.counters
-                .received(size, frame.kind == FrameKind::Message);
-            match frame.kind {
-                FrameKind::Ping => {
-                    self.out
-                        .queue(FrameKind::Pong, frame.payload)
-                        .map_err(|e| SessionEnd::Transport(e.to_string()))?;
-                    self.out.flush().await?;
-                    self.counters.sent(0, size);
-                }
-                FrameKind::Pong => {}
-                FrameKind::Message => {
-                    return self
-                        .serializer
-                        .decode(&frame.payload)
-                        .map_err(|e| SessionEnd::ProtocolViolation(e.to_string()));
-                }
-            }
-        }
+        let payload = self.wire.next_payload().await?;
+        self.serializer
+            .decode(&payload)
+            .map_err(|e| SessionEnd::ProtocolViolation(e.to_string()))
     }
 
     async fn run(&mut self, transport: Dict, ctx: &SessionContext) -> Result<(), SessionEnd> {
@@ -307,7 +290,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         &mut self,
         batch: &mut Vec<Arc<crate::wamp::SharedMessage>>,
     ) -> Result<(), SessionEnd> {
-        let (mut messages, mut bytes_out) = (0u64, 0usize);
         for shared in batch.drain(..) {
             let bytes = match shared.encoded(self.serializer) {
                 Ok(bytes) => bytes,
@@ -316,32 +298,24 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                     continue;
                 }
             };
-            let size = FRAME_HEADER + bytes.len();
-            match self.out.queue(FrameKind::Message, bytes) {
-                Ok(()) => (messages, bytes_out) = (messages + 1, bytes_out + size),
-                Err(e) => {
-                    // Too large for what the peer accepts: a result becomes an error, an event is dropped.
-                    tracing::warn!(error = %e, message = shared.message().name(), "message exceeds the peer's maximum");
-                    if let Message::Result { request, .. } = shared.message() {
-                        let error = Message::Error {
-                            request_type: code::CALL,
-                            request: *request,
-                            details: Dict::new(),
-                            error: reason::PAYLOAD_SIZE_EXCEEDED.into(),
-                            payload: Default::default(),
-                        };
-                        if let Ok(bytes) = self.serializer.encode(&error) {
-                            let size = FRAME_HEADER + bytes.len();
-                            if self.out.queue(FrameKind::Message, bytes).is_ok() {
-                                (messages, bytes_out) = (messages + 1, bytes_out + size);
-                            }
-                        }
+            if let Err(e) = self.wire.queue(bytes) {
+                // Too large for what the peer accepts: a result becomes an error, an event is dropped.
+                tracing::warn!(error = %e, message = shared.message().name(), "message exceeds the peer's maximum");
+                if let Message::Result { request, .. } = shared.message() {
+                    let error = Message::Error {
+                        request_type: code::CALL,
+                        request: *request,
+                        details: Dict::new(),
+                        error: reason::PAYLOAD_SIZE_EXCEEDED.into(),
+                        payload: Default::default(),
+                    };
+                    if let Ok(bytes) = self.serializer.encode(&error) {
+                        let _ = self.wire.queue(bytes);
                     }
                 }
             }
         }
-        self.out.flush().await?;
-        self.counters.sent(messages, bytes_out);
+        self.wire.flush().await?;
         Ok(())
     }
 }

@@ -115,6 +115,11 @@ pub struct ListenConfig {
     /// (TLS, RawSocket). Default 10000 ms.
     #[serde(default = "default_handshake_timeout_ms")]
     pub handshake_timeout_ms: u64,
+    /// WebSocket: serve WebSocket (wss://) and RawSocket on this port inside TLS, with the
+    /// node's certificate from `[tls]` (self-signed when absent). Only valid with
+    /// `transport = "websocket"` (RawSocket-only TLS is `transport = "tls"`). Default false.
+    #[serde(default)]
+    pub tls: bool,
     /// QUIC: concurrent bidirectional streams (sessions) per connection. Default 100000.
     #[serde(default = "default_max_streams")]
     pub max_streams: u64,
@@ -184,6 +189,7 @@ impl ListenConfig {
             min_peer_message_size: default_min_peer_message_size(),
             auth: AuthConfig::anonymous_default(),
             handshake_timeout_ms: default_handshake_timeout_ms(),
+            tls: false,
             max_streams: default_max_streams(),
             require_client_cert: false,
             keep_alive_ms: default_keep_alive_ms(),
@@ -224,8 +230,24 @@ impl ListenConfig {
                 "must be greater than 0",
             ));
         }
+        if self.tls && self.transport != TransportKind::Websocket {
+            return Err(invalid(
+                format!("{key}.tls"),
+                "is only for transport = \"websocket\" (RawSocket over TLS is transport = \"tls\")",
+            ));
+        }
         if self.transport == TransportKind::Quic {
             self.validate_quic(key, tls)?;
+        }
+        if self.transport == TransportKind::Websocket
+            && self.tls
+            && self.require_client_cert
+            && tls.and_then(|tls| tls.ca.as_ref()).is_none()
+        {
+            return Err(invalid(
+                format!("{key}.require_client_cert"),
+                "needs [tls] with ca (tls.ca) to verify client certificates",
+            ));
         }
         Ok(())
     }

@@ -339,3 +339,24 @@ fn load_names_the_file_and_resolves_tls_paths() {
     assert!(error.to_string().contains("absent.toml"), "{error}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn websocket_tls_key_is_checked() {
+    let ws = "[[listen]]\ntransport = \"websocket\"\naddress = \"127.0.0.1:8090\"\n";
+    let config = Config::from_toml_str(&format!("{MINIMAL}\n{ws}tls = true\n")).expect("valid");
+    let listener = config.listen.last().expect("listener");
+    assert_eq!(
+        (listener.transport, listener.tls),
+        (TransportKind::Websocket, true)
+    );
+    let tcp = "[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:8091\"\ntls = true\n";
+    assert_fails(&format!("{MINIMAL}\n{tcp}"), "listen[1].tls", "websocket");
+    let text = format!("{MINIMAL}\n{ws}tls = true\nrequire_client_cert = true\n");
+    assert_fails(&text, "listen[1].require_client_cert", "tls.ca");
+    let clash = "[[listen]]\ntransport = \"websocket\"\naddress = \"127.0.0.1:8080\"\n";
+    assert_fails(
+        &format!("{MINIMAL}\n{clash}"),
+        "listen[1].address",
+        "already used",
+    );
+}

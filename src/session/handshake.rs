@@ -12,7 +12,7 @@ use crate::wamp::{Dict, Serializer, Value};
 
 /// Takes this connection's admission slot. The node's own in-process sessions are not limited;
 /// peer nodes proven by their certificate and Unix sockets are not limited per address.
-pub(super) fn admit(
+pub(crate) fn admit(
     ctx: &SessionContext,
     transport: &Dict,
 ) -> Result<Option<Slot>, AdmissionRefused> {

@@ -1,7 +1,6 @@
 //! The WAMP opening of a router-side session: HELLO, authentication (or a router-link
 //! identity), the management realm check, joining the realm, WELCOME.
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -71,7 +70,7 @@ pub fn router_roles() -> Dict {
     }
 }
 
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
+impl<T: super::wire::MessageWire> Connection<T> {
     /// Sends ABORT and ends the session with it.
     async fn abort(&mut self, reason: &'static str, message: &str) -> Result<Joined, SessionEnd> {
         self.send(&Message::abort(reason, message)).await?;
@@ -188,7 +187,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
         let fits = self
             .serializer
             .encode(&welcome)
-            .is_ok_and(|b| b.len() <= self.out.max_send());
+            .is_ok_and(|b| b.len() <= self.wire.max_send());
         if let (false, Message::Welcome { details, .. }) = (fits, &mut welcome) {
             // A client that accepts only tiny messages gets the roles without feature lists.
             let bare = crate::dict! { "features" => Dict::new() };

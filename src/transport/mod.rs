@@ -2,9 +2,10 @@
 //! `unbind` stops accepting and frees the port at once while existing connections go on,
 //! `drain` waits for them up to a deadline, `abort` ends what is left.
 //!
-//! Connection limits are not checked here but in `session::serve`, which every transport
-//! (TCP, TLS, Unix, each QUIC stream) runs: it takes an [`admission::Slot`] and answers the
-//! handshake with `7F 40 00 00` when the node or the peer's address is full.
+//! Connection limits are not checked here but in `session::serve`, which every RawSocket
+//! transport (TCP, TLS, Unix, each QUIC stream) runs: it takes an [`admission::Slot`] and
+//! answers the handshake with `7F 40 00 00` when the node or the peer's address is full. The
+//! WebSocket listener takes its slot before the HTTP upgrade and answers 503 instead.
 
 pub mod admission;
 pub mod quic;
@@ -12,6 +13,7 @@ pub mod tcp;
 pub mod tls;
 pub mod tls_tcp;
 pub mod unix;
+pub mod websocket;
 
 use std::time::Duration;
 
@@ -31,8 +33,6 @@ pub enum TransportError {
         address: String,
         source: std::io::Error,
     },
-    #[error("transport {0} is not supported yet")]
-    Unsupported(&'static str),
     #[error("tls: {0}")]
     Tls(String),
 }
@@ -77,7 +77,13 @@ impl Listener {
                 let settings = quic::QuicSettings::from_listen(config);
                 quic::QuicServerFactory::bind(&config.address, server, &settings, accept).await?
             }
-            TransportKind::Websocket => return Err(TransportError::Unsupported("websocket")),
+            TransportKind::Websocket => {
+                let server = match config.tls {
+                    true => Some(std::sync::Arc::new(tls.server_config(config, &[])?)),
+                    false => None,
+                };
+                websocket::bind(&config.address, server, accept).await?
+            }
         };
         tracing::info!(transport, address = %local_addr, "listening");
         Ok(Listener {

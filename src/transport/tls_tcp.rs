@@ -100,7 +100,7 @@ async fn serve_tls(
 
 /// What the session learns about its transport; `peer_cert_node_id` when the client presented a
 /// certificate (listeners with `require_client_cert`).
-fn transport_dict(peer: &str, local: String, tls: &ServerConnection) -> Dict {
+pub(super) fn transport_dict(peer: &str, local: String, tls: &ServerConnection) -> Dict {
     let mut transport = crate::dict! { "type" => "rawsocket", "protocol" => "tls", "peer" => peer, "local" => local };
     let node_id = tls
         .peer_certificates()

@@ -9,12 +9,15 @@
 
 pub mod mesh;
 mod node;
+mod node_js;
 mod python;
 
 #[allow(unused_imports)] // each test binary uses a different subset
 pub use node::{NodeProcess, NODE_READY_TIMEOUT};
 #[allow(unused_imports)]
-pub use python::{interop_dir, python_venv, venv_python};
+pub use node_js::{node_command, node_interop_dir};
+#[allow(unused_imports)]
+pub use python::{interop_dir, python_venv, venv_python, LockFile};
 
 use std::fs::{self, File};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

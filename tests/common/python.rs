@@ -134,12 +134,12 @@ fn imports_ok(venv: &Path) -> bool {
 
 /// A lock held by creating a file with `create_new`, removed on drop. A lock left by a process
 /// that no longer exists (or older than the wait limit) is taken over.
-struct LockFile {
+pub struct LockFile {
     path: PathBuf,
 }
 
 impl LockFile {
-    fn acquire(path: &Path, timeout: Duration) -> LockFile {
+    pub fn acquire(path: &Path, timeout: Duration) -> LockFile {
         let started = Instant::now();
         loop {
             match OpenOptions::new().write(true).create_new(true).open(path) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Interop scenarios: the real autobahn-python client (asyncio, RawSocket over TCP) against a
-running wampmesh node, or against two linked nodes with the parties split between them.
+"""Interop scenarios: the real autobahn-python client (asyncio, RawSocket over TCP, or
+WebSocket with `--transport websocket`) against a running wampmesh node, or against two linked
+nodes with the parties split between them.
 
 Run by tests/interop_autobahn.rs (one node) and tests/interop_autobahn_mesh.rs (two linked
 nodes) with the pinned venv from tests/interop/requirements.txt:
@@ -8,6 +9,7 @@ nodes) with the pinned venv from tests/interop/requirements.txt:
     python autobahn_scenarios.py --port 8080 --serializer cbor            # every scenario
     python autobahn_scenarios.py --port 8080 --serializer json --scenario rpc --scenario auth
     python autobahn_scenarios.py --port 8080 --port2 8081 --serializer msgpack   # two nodes
+    python autobahn_scenarios.py --port 8090 --transport websocket --serializer json
     python autobahn_scenarios.py --selftest                               # no router needed
 
 With `--port2` the parties of a scenario are split across the two nodes (node1 = --port,
@@ -52,6 +54,7 @@ import txaio
 txaio.use_asyncio()
 
 from autobahn.asyncio.rawsocket import WampRawSocketClientFactory  # noqa: E402
+from autobahn.asyncio.websocket import WampWebSocketClientFactory  # noqa: E402
 from autobahn.wamp import auth, message  # noqa: E402
 from autobahn.wamp.exception import ApplicationError  # noqa: E402
 from autobahn.wamp.protocol import ApplicationSession  # noqa: E402
@@ -212,8 +215,9 @@ class Client(ApplicationSession):
 class Context:
     """Per-run settings plus the sessions opened by the current scenario (closed after it)."""
 
-    def __init__(self, port, serializer, port2=None):
+    def __init__(self, port, serializer, port2=None, transport="rawsocket"):
         self.ports = (port, port if port2 is None else port2)
+        self.transport = transport
         self.mesh = port2 is not None
         self.serializer = serializer
         self.passed = 0
@@ -226,6 +230,11 @@ class Context:
     def port(self):
         return self.ports[NODE1]
 
+    def url(self, node):
+        """The URL autobahn's Component and WebSocket factory connect to."""
+        scheme = "ws" if self.transport == "websocket" else "rs"
+        return f"{scheme}://{HOST}:{self.ports[node]}" + ("/ws" if scheme == "ws" else "")
+
     @staticmethod
     def label(node):
         return f"node{node + 1}"
@@ -234,9 +243,14 @@ class Context:
         """Connects to `node` and joins; raises JoinRefused on ABORT."""
         loop = asyncio.get_running_loop()
         session = Client(realm, authmethods, authid, on_challenge)
-        factory = WampRawSocketClientFactory(
-            lambda: session, serializer=SERIALIZERS[self.serializer]()
-        )
+        if self.transport == "websocket":
+            factory = WampWebSocketClientFactory(
+                lambda: session, url=self.url(node), serializers=[SERIALIZERS[self.serializer]()]
+            )
+        else:
+            factory = WampRawSocketClientFactory(
+                lambda: session, serializer=SERIALIZERS[self.serializer]()
+            )
         transport, _ = await asyncio.wait_for(
             loop.create_connection(factory, HOST, self.ports[node]), WAIT_TIMEOUT
         )
@@ -246,7 +260,7 @@ class Context:
         except asyncio.TimeoutError:
             raise TimeoutError(
                 f"no WELCOME or ABORT within {JOIN_TIMEOUT}s "
-                f"(RawSocket handshake for {self.serializer} refused?)"
+                f"({self.transport} handshake for {self.serializer} refused?)"
             ) from None
         return session
 
@@ -986,11 +1000,14 @@ async def run_component(ctx, work, authentication=None, node=NODE1):
     loop = asyncio.get_running_loop()
     outcome = loop.create_future()
     transport = {
-        "type": "rawsocket",
-        "url": f"rs://{HOST}:{ctx.ports[node]}",
-        "serializer": ctx.serializer,
+        "type": ctx.transport,
+        "url": ctx.url(node),
         "max_retries": 0,
     }
+    if ctx.transport == "websocket":
+        transport["serializers"] = [ctx.serializer]
+    else:
+        transport["serializer"] = ctx.serializer
     component = Component(transports=[transport], realm=REALM, authentication=authentication)
 
     async def on_join(session, details):
@@ -1029,7 +1046,7 @@ async def scenario_component(ctx, c, node=NODE1):
         return seen
 
     details, seen = await run_component(ctx, work, node=node)
-    c.equal("Component with {'type': 'rawsocket', 'url': 'rs://...'} joins anonymously",
+    c.equal(f"Component with {{'type': '{ctx.transport}', 'url': '{ctx.url(node)}'}} joins anonymously",
             details.authrole, "anonymous")
     c.equal("Component: register + call", seen.get("product"), 42)
     c.equal("Component: negotiated serializer", seen.get("serializer"), ctx.serializer)
@@ -1159,6 +1176,8 @@ def main():
                         help="RawSocket TCP port of a second node linked to the first: the "
                              "parties of each scenario are split across the two")
     parser.add_argument("--serializer", choices=sorted(SERIALIZERS), default="cbor")
+    parser.add_argument("--transport", choices=["rawsocket", "websocket"], default="rawsocket",
+                        help="websocket: ws://127.0.0.1:PORT/ws with subprotocol wamp.2.<serializer>")
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS) + ["all"],
                         help="repeatable; default: all")
     parser.add_argument("--selftest", action="store_true", help="checks that need no router")
@@ -1176,7 +1195,7 @@ def main():
             parser.error("--port is required unless --selftest")
         names = args.scenario or ["all"]
         names = list(SCENARIOS) if "all" in names else list(dict.fromkeys(names))
-        ctx = Context(args.port, args.serializer, args.port2)
+        ctx = Context(args.port, args.serializer, args.port2, args.transport)
         asyncio.run(run_scenarios(ctx, names))
 
     total = ctx.passed + ctx.failed
