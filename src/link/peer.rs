@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use tokio_util::task::TaskTracker;
+
 use crate::transport::quic::{QuicConnection, QuicConnector};
 
 /// Connection state of one peer. Realm links ask for the connection; the first one after a
@@ -40,7 +42,13 @@ impl PeerConnection {
     }
 
     /// The live connection, or a new one (one handshake) if there is none.
-    pub async fn connection(&self, connector: &QuicConnector) -> Result<QuicConnection, String> {
+    /// A task on `tracker` logs why the connection ends (it ends with the connection, which
+    /// node shutdown closes).
+    pub async fn connection(
+        &self,
+        connector: &QuicConnector,
+        tracker: &TaskTracker,
+    ) -> Result<QuicConnection, String> {
         if let Some(c) = self.live() {
             return Ok(c);
         }
@@ -55,7 +63,7 @@ impl PeerConnection {
         self.handshakes.fetch_add(1, Ordering::Relaxed);
         tracing::info!(peer = %self.peer, address = %self.address, id = connection.id(), "link connection established");
         let (peer, watched) = (self.peer.clone(), connection.connection.clone());
-        tokio::spawn(async move {
+        tracker.spawn(async move {
             let reason = watched.closed().await;
             tracing::info!(%peer, id = watched.stable_id(), %reason, "link connection closed");
         });

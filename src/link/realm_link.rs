@@ -266,7 +266,7 @@ impl RealmLink {
                     .as_ref()
                     .ok_or("quic links need [tls] with a ca")?;
                 let peer = self.context.peer(&spec.peer, &spec.address);
-                let connection = peer.connection(quic).await?;
+                let connection = peer.connection(quic, &self.context.tracker).await?;
                 Box::new(
                     connection
                         .open_stream()
