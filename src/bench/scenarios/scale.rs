@@ -33,7 +33,7 @@ fn field(json: &Json, key: &str) -> f64 {
 pub async fn run(ctx: &Ctx) -> Result<ScenarioResult, Error> {
     let mut configs: Vec<(&str, usize)> = vec![("quic", 1000)];
     if !ctx.quick {
-        configs.push(("quic", 10_000));
+        configs.extend([("quic", 10_000), ("quic", 50_000), ("quic", 100_000)]);
     }
     configs.push(("tcp", 1000));
     if !ctx.quick {
@@ -106,6 +106,7 @@ pub async fn run(ctx: &Ctx) -> Result<ScenarioResult, Error> {
     result.method = vec![
         "Each repetition runs in a fresh child process (`wampmesh bench --scenario __worker:scale:T:N`) holding nodes a and b: N realms are created on both, then linked a→b in batches of 500 (each batch started at once, then waited for).".into(),
         "RSS per link = (VmRSS after linking and 1 s idle − VmRSS after creating the realms) / links up. It covers BOTH ends of a link (node a: the link's local session and peer session, node b: the link's session) since both nodes share the process; realms themselves are counted separately (RSS per realm).".into(),
+        "Where an idle QUIC link's memory goes (heap profile: `valgrind --tool=massif wampmesh bench --scenario __worker:scale:quic:300`): a realm link is four WAMP sessions — on node a a client session into the local realm (over an in-process pipe) and one into the peer's realm (the QUIC stream), and on each node the router's side of them. Most of a link's memory is theirs: tokio mpsc channels allocate their first 32-slot block up front (about 4 KiB for client commands, 4 KiB for invocations, 3 KiB for events per client session), each session task's future (about 5 KiB), and the HELLO/WELCOME details and roles dictionaries each session keeps (about 15 KiB per link). quinn's stream tables are per connection, not per link: about 110 B per allowed stream (11 MiB at max_streams = 100,000), which weighs on the per-link figure at 1k links and disappears at 100k. Reaching 8 KiB per link needs the link to enter its local realm directly rather than through an in-process client session and a router session: a design change, not a tuning.".into(),
         format!("fds per link counts /proc/self/fd; both ends are in this process, so a TCP link shows 2 (one per node). TCP links are measured up to {} (the fd limit {} / 2 with a margin); QUIC uses one UDP socket per node whatever N.", human(tcp_ceiling()), fd_limit()),
     ];
     result.plot(
