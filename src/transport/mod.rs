@@ -140,9 +140,26 @@ impl Accept {
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
         W: tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        self.spawn_session_on(reader, writer, transport, None);
+    }
+
+    /// Like [`Accept::spawn_session`], also tracked by `also` (e.g. the sessions of one QUIC
+    /// connection, which closes once they have drained).
+    pub fn spawn_session_on<R, W>(
+        &self,
+        reader: R,
+        writer: W,
+        transport: crate::wamp::Dict,
+        also: Option<&TaskTracker>,
+    ) where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let ctx = self.ctx.clone();
         let abort = self.abort.clone();
+        let token = also.map(TaskTracker::token);
         self.connections.spawn(async move {
+            let _token = token;
             let peer = transport
                 .get("peer")
                 .and_then(|p| p.as_str())

@@ -8,8 +8,10 @@
 //! port is shared by the connections already accepted, so it is freed when they have drained.
 
 use std::net::SocketAddr;
+
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::task::TaskTracker;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use tokio::task::JoinHandle;
@@ -195,6 +197,9 @@ async fn accept_loop(endpoint: quinn::Endpoint, accept: Accept) {
     });
 }
 
+/// The application error code of a stream refused because the listener is unbound.
+pub const STREAM_REFUSED: quinn::VarInt = quinn::VarInt::from_u32(1);
+
 /// An accepted QUIC connection with its endpoint metadata.
 #[derive(Debug, Clone)]
 pub struct QuicServerConnection {
@@ -212,18 +217,35 @@ impl QuicServerConnection {
         }
     }
 
-    /// Accepts streams until the connection ends; each one is a RawSocket session.
+    /// Accepts streams until the connection ends; each one is a RawSocket session. Once the
+    /// listener is unbound, new streams are refused (STOP_SENDING and RESET_STREAM, code
+    /// [`STREAM_REFUSED`]) like new connections are, and the connection closes as soon as its
+    /// sessions have drained, so a peer learns at once instead of at the abort deadline.
     async fn serve(self, accept: Accept) {
         let conn = &self.connection;
         let peer = conn.remote_address().to_string();
         tracing::debug!(%peer, id = conn.stable_id(), node = ?self.peer_node_id, "quic connection accepted");
+        let sessions = TaskTracker::new();
+        let mut draining = false;
         loop {
             tokio::select! {
                 _ = accept.abort.cancelled() => {
                     conn.close(quinn::VarInt::from_u32(0), b"node shutting down");
                     break;
                 }
+                _ = accept.stop.cancelled(), if !draining => {
+                    draining = true;
+                    sessions.close();
+                }
+                _ = sessions.wait(), if draining => {
+                    conn.close(quinn::VarInt::from_u32(0), b"listener unbound");
+                    break;
+                }
                 stream = conn.accept_bi() => match stream {
+                    Ok((mut send, mut recv)) if draining => {
+                        let _ = recv.stop(STREAM_REFUSED);
+                        let _ = send.reset(STREAM_REFUSED);
+                    }
                     Ok((send, recv)) => {
                         let mut transport = crate::dict! {
                             "type" => "rawsocket", "protocol" => "quic", "peer" => peer.clone(),
@@ -232,7 +254,7 @@ impl QuicServerConnection {
                         if let Some(node) = &self.peer_node_id {
                             transport.insert("peer_cert_node_id".into(), node.clone().into());
                         }
-                        accept.spawn_session(recv, send, transport);
+                        accept.spawn_session_on(recv, send, transport, Some(&sessions));
                     }
                     Err(e) => {
                         tracing::debug!(%peer, reason = %e, "quic connection ended");
