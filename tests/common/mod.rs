@@ -10,6 +10,7 @@
 pub mod mesh;
 mod node;
 mod python;
+pub mod scrape;
 
 #[allow(unused_imports)] // each test binary uses a different subset
 pub use node::{NodeProcess, NODE_READY_TIMEOUT};
