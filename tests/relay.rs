@@ -255,7 +255,10 @@ async fn udp_cut_drops_everything_until_healed() {
     assert!(echo(&client, 2000).await, "relays again once healed");
     // Nothing held during the cut arrives late.
     let late = tokio::time::timeout(Duration::from_millis(200), client.recv(&mut buf)).await;
-    assert!(late.is_err(), "no datagram from the cut arrived after the heal");
+    assert!(
+        late.is_err(),
+        "no datagram from the cut arrived after the heal"
+    );
     relay.stop().await;
 }
 
