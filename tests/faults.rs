@@ -331,3 +331,384 @@ async fn tcp_link_cut_and_healed_through_the_relay() {
     pair.stop().await;
     relay.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// kill -9 in a 3-node mesh of processes
+
+/// Rounds of kill -9 and restart.
+const KILL_ROUNDS: usize = 20;
+/// Node ids; links n1 -> n2, n1 -> n3, n2 -> n3 (one QUIC connection per pair, a full mesh).
+const IDS: [&str; 3] = ["n1", "n2", "n3"];
+/// The node killed in every round: n2. The other two must survive all rounds so that their
+/// task counts and memory can be compared with their own baseline; and n2 is the one node that
+/// is both dialed (by n1, which must reconnect by backoff) and a dialer (of n3, which must
+/// clean up the dead incoming link and accept the new one), so the survivors see both sides.
+const VICTIM: usize = 1;
+/// RSS a surviving node may end above its baseline after the rounds. Each round brings a new
+/// QUIC connection, link sessions and a burst of traffic; allocator slack and caches (glibc
+/// arenas per worker thread, quinn's buffers) are allowed, a per-round leak of more than
+/// ~0.5 MiB is not.
+const SURVIVOR_RSS_BOUND: f64 = 10.0 * common::scrape::MIB;
+const TOPIC: &str = "com.example.fault";
+
+/// Ports and configs of the mesh (fixed, so a restarted node is found at the same address).
+struct MeshPlan {
+    tcp: Vec<u16>,
+    metrics: Vec<u16>,
+    configs: Vec<String>,
+}
+
+impl MeshPlan {
+    fn new(certs: &std::path::Path) -> MeshPlan {
+        let (tcp, metrics) = {
+            let ports = common::free_ports(6);
+            (ports[..3].to_vec(), ports[3..].to_vec())
+        };
+        let quic = mesh::free_udp_ports(3);
+        let to = |i: usize| mesh::LinkTo {
+            peer: IDS[i].to_owned(),
+            quic_port: quic[i],
+        };
+        let links = [vec![to(1), to(2)], vec![to(2)], vec![]];
+        let configs = (0..3)
+            .map(|i| {
+                let mut text = mesh::node_toml(certs, IDS[i], tcp[i], quic[i], &links[i]);
+                text.push_str(&format!(
+                    "\n[metrics]\naddress = \"127.0.0.1:{}\"\n",
+                    metrics[i]
+                ));
+                text
+            })
+            .collect();
+        MeshPlan {
+            tcp,
+            metrics,
+            configs,
+        }
+    }
+
+    fn start(&self, i: usize) -> common::NodeProcess {
+        common::NodeProcess::start(
+            &format!("faults-{}", IDS[i]),
+            &self.configs[i],
+            common::localhost(self.tcp[i]),
+        )
+    }
+
+    fn addr(&self, i: usize) -> String {
+        common::localhost(self.tcp[i]).to_string()
+    }
+
+    fn metrics(&self, i: usize) -> String {
+        common::localhost(self.metrics[i]).to_string()
+    }
+}
+
+/// The clients on one node: a publisher, a subscriber, a callee and a caller.
+struct Parties {
+    node: usize,
+    /// Names this incarnation's publisher in event payloads (`n2.r7` after the 7th restart).
+    label: String,
+    publisher: Session,
+    caller: Session,
+    subscriber: Collector,
+    control: Session,
+    _sessions: Vec<Session>,
+    _callee: ServeHandle,
+    /// Numbered events this publisher had acknowledged: 0..acked.
+    acked: u64,
+}
+
+impl Parties {
+    async fn join(plan: &MeshPlan, node: usize, label: String) -> Parties {
+        let addr = plan.addr(node);
+        let subscriber_session = mesh::client_at(&addr, REALM).await;
+        let subscriber = Collector::subscribe(&subscriber_session, TOPIC, Dict::new()).await;
+        let callee_session = mesh::client_at(&addr, REALM).await;
+        let callee = echo(&callee_session, &format!("com.example.rpc.{}", IDS[node])).await;
+        Parties {
+            node,
+            label,
+            publisher: mesh::client_at(&addr, REALM).await,
+            caller: mesh::client_at(&addr, REALM).await,
+            subscriber,
+            control: mesh::client_at(&addr, mesh::CONTROL_REALM).await,
+            _sessions: vec![subscriber_session, callee_session],
+            _callee: callee,
+            acked: 0,
+        }
+    }
+}
+
+/// What one node's traffic did while it ran.
+#[derive(Debug, Default)]
+struct TrafficOutcome {
+    acked: u64,
+    results: u64,
+    errors: u64,
+}
+
+/// Publishes numbered events (acknowledged) and calls the other nodes' procedures in turn until
+/// `stop`, or until the node's sessions are gone. Every call must end within `CALL_BOUND`.
+fn traffic(
+    parties: &Parties,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<TrafficOutcome> {
+    let (publisher, caller) = (parties.publisher.clone(), parties.caller.clone());
+    let (label, mut seq) = (parties.label.clone(), parties.acked);
+    let targets: Vec<String> = (0..3)
+        .filter(|n| *n != parties.node)
+        .map(|n| format!("com.example.rpc.{}", IDS[n]))
+        .collect();
+    tokio::spawn(async move {
+        let mut outcome = TrafficOutcome::default();
+        let mut publishing = true;
+        for turn in 0.. {
+            if stop.is_cancelled() {
+                break;
+            }
+            if publishing {
+                let payload = kw(vec![("from", label.as_str().into()), ("seq", seq.into())]);
+                let ack = wampmesh::dict! { "acknowledge" => true };
+                match timeout(CALL_BOUND, publisher.publish(TOPIC, payload, ack)).await {
+                    Ok(Ok(_)) => seq += 1,
+                    Ok(Err(_)) => publishing = false,
+                    Err(_) => {
+                        panic!("{label}: publication {seq} not acknowledged within {CALL_BOUND:?}")
+                    }
+                }
+            }
+            let target = &targets[turn % targets.len()];
+            let args = Payload::args(vec![Value::UInt(turn as u64)]);
+            match timeout(CALL_BOUND, caller.call(target, args, Dict::new())).await {
+                Ok(Ok(_)) => outcome.results += 1,
+                Ok(Err(_)) if caller.is_closed() => break,
+                Ok(Err(_)) => outcome.errors += 1,
+                Err(_) => panic!("{label}: a call to {target} still open after {CALL_BOUND:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        outcome.acked = seq;
+        outcome
+    })
+}
+
+/// The state of `control`'s node's link to `peer`.
+async fn listed_state(control: &Session, peer: &str) -> Option<String> {
+    mesh::link_list(control)
+        .await
+        .iter()
+        .find(|r| mesh::field(r, "peer") == Some(peer))
+        .and_then(|r| mesh::field(r, "state").map(str::to_owned))
+}
+
+/// Every link of the mesh is listed up by the node that dials it.
+async fn wait_mesh_links_up(parties: &[Parties]) {
+    for (from, to) in [(0, 1), (0, 2), (1, 2)] {
+        mesh::wait_listed_up(&parties[from].control, IDS[to], REALM, LINK_BOUND).await;
+    }
+}
+
+/// Interest resynced: a probe published on each node reaches the subscribers on both other
+/// nodes, and each node's caller reaches the callees of both other nodes.
+async fn wait_mesh_resynced(parties: &[Parties], round: usize) {
+    for p in parties {
+        let others: Vec<&Parties> = parties.iter().filter(|o| o.node != p.node).collect();
+        let reached = |o: &Parties| {
+            o.subscriber.events().iter().any(|e| {
+                let k = mesh::kwargs(&e.payload);
+                k.get("probe").and_then(Value::as_str) == Some(p.label.as_str())
+                    && k.get("round").and_then(Value::as_u64) == Some(round as u64)
+            })
+        };
+        let deadline = Instant::now() + LINK_BOUND;
+        while !others.iter().all(|o| reached(o)) {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: probes from {} never reached every other node",
+                p.label
+            );
+            let probe = kw(vec![
+                ("probe", p.label.as_str().into()),
+                ("round", (round as u64).into()),
+            ]);
+            let ack = wampmesh::dict! { "acknowledge" => true };
+            p.publisher.publish(TOPIC, probe, ack).await.expect("probe");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for o in &others {
+            let procedure = format!("com.example.rpc.{}", IDS[o.node]);
+            let answer = timeout(
+                CALL_BOUND + LINK_BOUND,
+                call_when_routed(
+                    &p.caller,
+                    &procedure,
+                    Payload::default(),
+                    Dict::new(),
+                    LINK_BOUND,
+                ),
+            )
+            .await
+            .expect("call ends");
+            assert!(
+                answer.is_ok(),
+                "round {round}: {} -> {procedure}: {answer:?}",
+                p.label
+            );
+        }
+    }
+}
+
+/// No subscriber got any numbered event twice; between the two surviving nodes (whose direct
+/// link never went down) every acknowledged event arrived.
+async fn check_deliveries(parties: &[Parties], round: usize) {
+    for p in parties {
+        assert_no_duplicates(
+            &format!("round {round}, subscriber on {}", p.label),
+            &p.subscriber,
+        );
+    }
+    for (from, to) in [(0, 2), (2, 0)] {
+        let (publisher, subscriber) = (&parties[from], &parties[to]);
+        let what = format!(
+            "round {round}: every acknowledged event {} -> {}",
+            publisher.label, subscriber.label
+        );
+        wait_until(&what, LINK_BOUND, || {
+            seqs_from(&subscriber.subscriber, &publisher.label).len() as u64 >= publisher.acked
+        })
+        .await;
+        let mut got = seqs_from(&subscriber.subscriber, &publisher.label);
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            (0..publisher.acked).collect::<Vec<_>>(),
+            "{what}, once"
+        );
+    }
+}
+
+fn kill_9(node: &common::NodeProcess) {
+    let status = std::process::Command::new("kill")
+        .arg("-KILL")
+        .arg(node.pid().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -KILL {}", node.pid());
+}
+
+/// RSS and tokio tasks of the survivors (n1, n3), once the task counts have stopped falling.
+async fn survivors_settled(plan: &MeshPlan, baseline: Option<&[(f64, f64)]>) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    for (k, i) in [0usize, 2].into_iter().enumerate() {
+        let metrics = plan.metrics(i);
+        let deadline = Instant::now() + SETTLE;
+        let mut last = common::scrape::rss_and_tasks(&metrics).await;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = common::scrape::rss_and_tasks(&metrics).await;
+            let target_met = baseline.is_some_and(|b| now.1 <= b[k].1);
+            let stable = now.1 == last.1;
+            last = now;
+            if target_met || (baseline.is_none() && stable) || Instant::now() >= deadline {
+                break;
+            }
+        }
+        out.push(last);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn node_killed_and_restarted_twenty_times_under_traffic() {
+    let started = Instant::now();
+    let certs = mesh::mesh_certs("faults-kill", &IDS);
+    let plan = MeshPlan::new(&certs);
+    let mut processes: Vec<common::NodeProcess> = vec![plan.start(2), plan.start(1), plan.start(0)];
+    processes.reverse(); // n1, n2, n3
+    let mut parties = Vec::new();
+    for i in 0..3 {
+        parties.push(Parties::join(&plan, i, IDS[i].to_owned()).await);
+    }
+    wait_mesh_links_up(&parties).await;
+    wait_mesh_resynced(&parties, 0).await;
+
+    // Warm-up: traffic as in every round, without a kill; then the survivors' baseline.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running: Vec<_> = parties.iter().map(|p| traffic(p, stop.clone())).collect();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.cancel();
+    for (p, task) in parties.iter_mut().zip(running) {
+        p.acked = task.await.expect("traffic").acked;
+    }
+    check_deliveries(&parties, 0).await;
+    let baseline = survivors_settled(&plan, None).await;
+    let (mut results, mut errors) = (0, 0);
+
+    for round in 1..=KILL_ROUNDS {
+        let round_started = Instant::now();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let running: Vec<_> = parties.iter().map(|p| traffic(p, stop.clone())).collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        kill_9(&processes[VICTIM]);
+        let killed = Instant::now();
+        mesh::wait_until_async("n1 to see n2 gone", LINK_BOUND, || async {
+            listed_state(&parties[0].control, IDS[VICTIM])
+                .await
+                .as_deref()
+                != Some("up")
+        })
+        .await;
+        let seen_down = killed.elapsed();
+        // The survivors go on a moment without n2, then everyone stops.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop.cancel();
+        for (p, task) in parties.iter_mut().zip(running) {
+            let outcome = task
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: traffic on {}: {e}", p.label));
+            p.acked = outcome.acked;
+            results += outcome.results;
+            errors += outcome.errors;
+        }
+        // Restart n2 on the same ports; new clients there (the old ones died with it).
+        processes[VICTIM] = plan.start(VICTIM);
+        let restarted = Instant::now();
+        parties[VICTIM] = Parties::join(&plan, VICTIM, format!("n2.r{round}")).await;
+        wait_mesh_links_up(&parties).await;
+        wait_mesh_resynced(&parties, round).await;
+        check_deliveries(&parties, round).await;
+        eprintln!(
+            "round {round}: n1 saw n2 down {seen_down:.1?} after kill -9; links up and interest resynced {:.1?} after the restart; round took {:.1?}",
+            restarted.elapsed(),
+            round_started.elapsed()
+        );
+    }
+    let after = survivors_settled(&plan, Some(&baseline)).await;
+    eprintln!("calls across the rounds: {results} results, {errors} errors, none open after {CALL_BOUND:?}");
+    for (k, i) in [0usize, 2].into_iter().enumerate() {
+        let ((rss0, tasks0), (rss1, tasks1)) = (baseline[k], after[k]);
+        let mib = common::scrape::MIB;
+        eprintln!(
+            "{}: tasks {tasks0} -> {tasks1}; RSS {:.1} MiB -> {:.1} MiB ({:+.1} MiB, bound +{:.0} MiB)",
+            IDS[i],
+            rss0 / mib,
+            rss1 / mib,
+            (rss1 - rss0) / mib,
+            SURVIVOR_RSS_BOUND / mib
+        );
+        assert_eq!(
+            tasks1, tasks0,
+            "{}: tokio tasks back at the baseline after {KILL_ROUNDS} kills",
+            IDS[i]
+        );
+        assert!(
+            rss1 - rss0 <= SURVIVOR_RSS_BOUND,
+            "{}: RSS grew by {:.1} MiB over {KILL_ROUNDS} kills",
+            IDS[i],
+            (rss1 - rss0) / mib
+        );
+    }
+    assert!(results > 0, "calls were answered");
+    eprintln!("{KILL_ROUNDS} kill -9 rounds in {:.1?}", started.elapsed());
+}
