@@ -4,7 +4,8 @@
 //!
 //! Sessions count what they read and write per transport; the realm task counts events dropped
 //! for slow consumers; the handshake counts its failures by reason. Gauges that other parts own
-//! (realms, links, open connections) are read when a scrape comes in.
+//! (realms, links, open connections) are read when a scrape comes in, and so are the process
+//! gauges for leak checks (resident memory, tokio tasks alive; see `process`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,6 +20,7 @@ use crate::transport::admission::Admission;
 use crate::wamp::Value;
 
 mod http;
+mod process;
 
 /// Transport names sessions are counted under (`ListenerSettings::transport`); anything else
 /// is counted as `other`.
@@ -56,6 +58,7 @@ pub struct Metrics {
     transports: [Arc<TransportCounters>; TRANSPORTS.len()],
     realm_sessions: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
     events_dropped: Arc<AtomicU64>,
+    slow_consumers_closed: AtomicU64,
     handshake_failures: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -65,6 +68,7 @@ impl Default for Metrics {
             transports: std::array::from_fn(|_| Arc::default()),
             realm_sessions: Mutex::default(),
             events_dropped: Arc::default(),
+            slow_consumers_closed: AtomicU64::new(0),
             handshake_failures: Mutex::default(),
         }
     }
@@ -94,6 +98,12 @@ impl Metrics {
     /// The counter the realm task adds events dropped for slow consumers to.
     pub fn events_dropped(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.events_dropped)
+    }
+
+    /// A session was closed because its outbound queue overflowed (ABORT
+    /// `wampmesh.error.slow_consumer`).
+    pub fn slow_consumer_closed(&self) {
+        self.slow_consumers_closed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A RawSocket or WAMP opening handshake failed for `reason` (e.g. `connection_limit`,
@@ -242,6 +252,17 @@ impl Scrape {
         );
         header(
             &mut out,
+            "wampmesh_slow_consumers_closed_total",
+            "counter",
+            "Sessions closed because their outbound queue overflowed.",
+        );
+        let _ = writeln!(
+            out,
+            "wampmesh_slow_consumers_closed_total {}",
+            m.slow_consumers_closed.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
             "wampmesh_handshake_failures_total",
             "counter",
             "Failed RawSocket or WAMP opening handshakes, per reason.",
@@ -258,6 +279,7 @@ impl Scrape {
                 escape(reason)
             );
         }
+        process::render(&mut out);
         out
     }
 

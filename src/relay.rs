@@ -6,13 +6,17 @@
 //! drops the tail, TCP stops reading), a maximum number of UDP clients, and every task stops
 //! when the relay is stopped or dropped.
 //!
+//! `cut()` / `heal()` partition the path on demand (fault tests): a cut UDP relay drops every
+//! datagram both ways; a cut TCP relay closes the connections it relays and closes new ones at
+//! once, as a middlebox that resets would. `heal()` relays again.
+//!
 //! Loss decisions come from `StdRng::seed_from_u64`, one generator per direction (client to
 //! upstream uses `seed`, upstream to client `seed ^ DOWN_SEED`), so the same seed and the same
 //! arrival order give the same drops.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,6 +83,8 @@ pub struct RelayStats {
     pub dropped_loss: AtomicU64,
     /// UDP datagrams dropped because the queue was full.
     pub dropped_queue: AtomicU64,
+    /// UDP datagrams dropped, or TCP connections closed, because the relay was cut.
+    pub dropped_cut: AtomicU64,
     /// TCP connections accepted.
     pub connections: AtomicU64,
 }
@@ -90,6 +96,7 @@ pub struct RelayCounts {
     pub forwarded: u64,
     pub dropped_loss: u64,
     pub dropped_queue: u64,
+    pub dropped_cut: u64,
     pub connections: u64,
 }
 
@@ -100,6 +107,7 @@ impl RelayStats {
             forwarded: self.forwarded.load(Ordering::Relaxed),
             dropped_loss: self.dropped_loss.load(Ordering::Relaxed),
             dropped_queue: self.dropped_queue.load(Ordering::Relaxed),
+            dropped_cut: self.dropped_cut.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
         }
     }
@@ -112,6 +120,8 @@ struct Running {
     stop: CancellationToken,
     tasks: TaskTracker,
     stats: Arc<RelayStats>,
+    /// Set while the relay is cut.
+    cut: Arc<AtomicBool>,
 }
 
 impl Running {
@@ -162,12 +172,17 @@ struct Direction {
     delay: Duration,
     queue: mpsc::Sender<Datagram>,
     stats: Arc<RelayStats>,
+    cut: Arc<AtomicBool>,
 }
 
 impl Direction {
-    /// Counts, drops by the loss model or a full queue, or queues for delayed sending.
+    /// Counts, drops while cut, by the loss model or for a full queue, or queues for sending.
     fn offer(&self, target: Target, bytes: Bytes) {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
+        if self.cut.load(Ordering::Relaxed) {
+            self.stats.dropped_cut.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let lost = self.loss > 0.0
             && self
                 .rng
@@ -211,12 +226,14 @@ impl UdpRelay {
             TaskTracker::new(),
             Arc::new(RelayStats::default()),
         );
+        let cut = Arc::new(AtomicBool::new(false));
         let direction = |seed: u64, queue| Direction {
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             loss: config.loss.clamp(0.0, 1.0),
             delay: config.delay,
             queue,
             stats: Arc::clone(&stats),
+            cut: Arc::clone(&cut),
         };
         let (up_tx, up_rx) = mpsc::channel(config.max_queue.max(1));
         let (down_tx, down_rx) = mpsc::channel(config.max_queue.max(1));
@@ -249,8 +266,19 @@ impl UdpRelay {
                 stop,
                 tasks,
                 stats,
+                cut,
             },
         })
+    }
+
+    /// Drops every datagram, both ways, until `heal`.
+    pub fn cut(&self) {
+        self.running.cut.store(true, Ordering::Relaxed);
+    }
+
+    /// Relays again after `cut`.
+    pub fn heal(&self) {
+        self.running.cut.store(false, Ordering::Relaxed);
     }
 
     /// The address clients send to.
@@ -378,6 +406,8 @@ async fn send_delayed(
 #[derive(Debug)]
 pub struct TcpRelay {
     running: Running,
+    /// Parent of the relayed connections' stop tokens; cancelled and replaced by `cut`.
+    connections: Arc<Mutex<CancellationToken>>,
 }
 
 impl TcpRelay {
@@ -394,12 +424,16 @@ impl TcpRelay {
             TaskTracker::new(),
             Arc::new(RelayStats::default()),
         );
+        let cut = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(Mutex::new(stop.child_token()));
         let accept = TcpAccept {
             listener,
             upstream,
             config,
             tasks: tasks.clone(),
             stats: Arc::clone(&stats),
+            cut: Arc::clone(&cut),
+            connections: Arc::clone(&connections),
         };
         tasks.spawn(accept.run(stop.clone()));
         Ok(TcpRelay {
@@ -408,8 +442,23 @@ impl TcpRelay {
                 stop,
                 tasks,
                 stats,
+                cut,
             },
+            connections,
         })
+    }
+
+    /// Closes every relayed connection, and closes new ones at once, until `heal`.
+    pub fn cut(&self) {
+        self.running.cut.store(true, Ordering::Relaxed);
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        connections.cancel();
+        *connections = self.running.stop.child_token();
+    }
+
+    /// Relays new connections again after `cut`.
+    pub fn heal(&self) {
+        self.running.cut.store(false, Ordering::Relaxed);
     }
 
     /// The address clients connect to.
@@ -433,6 +482,8 @@ struct TcpAccept {
     config: RelayConfig,
     tasks: TaskTracker,
     stats: Arc<RelayStats>,
+    cut: Arc<AtomicBool>,
+    connections: Arc<Mutex<CancellationToken>>,
 }
 
 impl TcpAccept {
@@ -450,11 +501,21 @@ impl TcpAccept {
                 },
             };
             self.stats.connections.fetch_add(1, Ordering::Relaxed);
+            if self.cut.load(Ordering::Relaxed) {
+                self.stats.dropped_cut.fetch_add(1, Ordering::Relaxed);
+                drop(client);
+                continue;
+            }
+            let connection_stop = self
+                .connections
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .child_token();
             let (upstream, config, stats, stop, tasks) = (
                 self.upstream,
                 self.config,
                 Arc::clone(&self.stats),
-                stop.child_token(),
+                connection_stop,
                 self.tasks.clone(),
             );
             self.tasks.spawn(async move {

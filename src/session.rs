@@ -33,6 +33,13 @@ use wire::{MessageWire, RawSocketWire};
 
 /// How long a session waits at shutdown for its realm to answer the calls in flight.
 const QUIESCE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a session that is being closed may take to write its last frames (ABORT, what is
+/// still queued) and close its write side. A peer that stopped reading never takes them, and
+/// must not keep the session, its buffers and its admission slot alive.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The ABORT reason of a session closed because its outbound queue overflowed
+/// (`slow_consumer = "close"`, or a non-event message that found the queue full).
+pub const SLOW_CONSUMER_REASON: &str = "wampmesh.error.slow_consumer";
 
 /// What a listener tells each of its sessions.
 #[derive(Debug, Clone)]
@@ -162,11 +169,10 @@ pub(crate) async fn serve_wire<T: MessageWire>(
     let result = conn.run(transport, ctx).await;
     let violation = matches!(result, Err(SessionEnd::ProtocolViolation(_)));
     if let Err(SessionEnd::ProtocolViolation(why)) = &result {
-        let _ = conn
-            .send(&Message::abort(reason::PROTOCOL_VIOLATION, why))
-            .await;
+        let abort = Message::abort(reason::PROTOCOL_VIOLATION, why);
+        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, conn.send(&abort)).await;
     }
-    let _ = conn.wire.close(violation).await;
+    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, conn.wire.close(violation)).await;
     drop(slot);
     result
 }
@@ -237,15 +243,18 @@ impl<T: MessageWire> Connection<T> {
                     self.close_for_shutdown(joined).await?;
                     return Ok(());
                 }
-                _ = joined.kill.cancelled() => {
-                    self.send(&Message::abort("wampmesh.error.slow_consumer", "outbound queue overflowed")).await?;
-                    return Err(SessionEnd::Aborted("slow consumer".into()));
-                }
+                _ = joined.kill.cancelled() => return self.close_slow_consumer(ctx).await,
                 n = joined.outbound.recv_many(&mut batch, 64) => {
                     if n == 0 {
                         return Err(SessionEnd::Aborted("realm stopped".into()));
                     }
-                    self.write_batch(&mut batch).await?;
+                    // A peer that stopped reading blocks this write for good; the kill switch
+                    // must still end the session (the flush is cancel-safe).
+                    tokio::select! {
+                        biased;
+                        _ = joined.kill.cancelled() => return self.close_slow_consumer(ctx).await,
+                        written = self.write_batch(&mut batch) => written?,
+                    }
                 }
                 message = self.next_message() => {
                     let message = message?;
@@ -270,6 +279,15 @@ impl<T: MessageWire> Connection<T> {
                 }
             }
         }
+    }
+
+    /// The realm gave up on this session (its outbound queue overflowed): ABORT
+    /// `wampmesh.error.slow_consumer` if the peer still takes it within `CLOSE_WRITE_TIMEOUT`.
+    async fn close_slow_consumer(&mut self, ctx: &SessionContext) -> Result<(), SessionEnd> {
+        ctx.metrics.slow_consumer_closed();
+        let abort = Message::abort(SLOW_CONSUMER_REASON, "outbound queue overflowed");
+        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.send(&abort)).await;
+        Err(SessionEnd::Aborted("slow consumer".into()))
     }
 
     /// Node shutdown: the realm answers every call in flight (see `RealmCommand::Quiesce`),

@@ -71,6 +71,9 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         if !self.staging.is_empty() {
             self.chunks.push(self.staging.split().freeze());
         }
+        // A cancelled flush leaves the chunks it wrote in place, emptied; 64 of them in a row
+        // would make an empty vectored write (0 bytes, seen as WriteZero).
+        self.chunks.retain(|c| !c.is_empty());
         let mut first = 0;
         while first < self.chunks.len() {
             let slices: Vec<IoSlice<'_>> = self.chunks[first..]
@@ -104,5 +107,40 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.io
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn flush_after_a_cancelled_flush_writes_the_rest() {
+        // Room for about 80 of the 100 frames (two chunks each: header, shared payload).
+        let (client, mut server) = tokio::io::duplex(48 * 1024);
+        let mut writer = FrameWriter::new(client, FrameCodec::new(1 << 24, 1 << 24));
+        let payload = Bytes::from(vec![7u8; 600]);
+        for _ in 0..100 {
+            writer.queue(FrameKind::Message, payload.clone()).unwrap();
+        }
+        let cancelled = tokio::time::timeout(Duration::from_millis(50), writer.flush()).await;
+        assert!(cancelled.is_err(), "the reader takes nothing yet");
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            server.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        writer
+            .queue(FrameKind::Message, Bytes::from_static(b"last"))
+            .unwrap();
+        writer.shutdown().await.expect("the rest is written");
+        drop(writer);
+        let all = reader.await.unwrap();
+        assert_eq!(all.len(), 100 * 604 + 8);
+        assert!(all.ends_with(b"last"));
     }
 }

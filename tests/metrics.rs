@@ -1,6 +1,7 @@
 //! The Prometheus endpoint (`[metrics] address`), scraped with a raw HTTP/1.1 GET over TCP:
 //! sessions per realm, realms, connections, messages and bytes per transport, events dropped
-//! for slow consumers, handshake failures by reason, and router links up/down.
+//! for slow consumers, handshake failures by reason, router links up/down, and the process
+//! gauges (resident memory, tokio tasks alive).
 
 use std::time::{Duration, Instant};
 
@@ -131,6 +132,14 @@ async fn scrape_shows_sessions_realms_and_traffic_moving() {
         "realm1 and the control realm"
     );
     assert_eq!(value(&text, "wampmesh_links{state=\"up\"}"), 0.0);
+    assert!(
+        text.contains("# TYPE process_resident_memory_bytes gauge"),
+        "{text}"
+    );
+    let rss = value(&text, "process_resident_memory_bytes");
+    assert!(rss > 1e6 && rss < 1e10, "a plausible RSS: {rss}");
+    // At least the realm tasks, the listener accept loop and the metrics responder.
+    assert!(value(&text, "wampmesh_tasks_alive") >= 3.0, "{text}");
     let tcp_in = "wampmesh_messages_total{transport=\"tcp\",direction=\"in\"}";
     let tcp_out = "wampmesh_messages_total{transport=\"tcp\",direction=\"out\"}";
     let bytes_in = "wampmesh_bytes_total{transport=\"tcp\",direction=\"in\"}";

@@ -227,3 +227,71 @@ async fn tcp_relay_stops_when_dropped() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Sends "ping" and says whether the echo came back within `wait_ms`.
+async fn echo(client: &UdpSocket, wait_ms: u64) -> bool {
+    client.send(b"ping").await.unwrap();
+    let mut buf = [0u8; 16];
+    tokio::time::timeout(Duration::from_millis(wait_ms), client.recv(&mut buf))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn udp_cut_drops_everything_until_healed() {
+    let relay = UdpRelay::start(any(), udp_echo().await, RelayConfig::default())
+        .await
+        .unwrap();
+    let client = UdpSocket::bind(any()).await.unwrap();
+    client.connect(relay.local_addr()).await.unwrap();
+    let mut buf = [0u8; 16];
+    assert!(echo(&client, 2000).await, "relays before the cut");
+    relay.cut();
+    for _ in 0..3 {
+        assert!(!echo(&client, 200).await, "nothing crosses a cut relay");
+    }
+    assert!(relay.stats().dropped_cut >= 3);
+    relay.heal();
+    assert!(echo(&client, 2000).await, "relays again once healed");
+    // Nothing held during the cut arrives late.
+    let late = tokio::time::timeout(Duration::from_millis(200), client.recv(&mut buf)).await;
+    assert!(
+        late.is_err(),
+        "no datagram from the cut arrived after the heal"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn tcp_cut_closes_connections_until_healed() {
+    let relay = TcpRelay::start(any(), tcp_echo().await, RelayConfig::default())
+        .await
+        .unwrap();
+    let addr = relay.local_addr();
+    let mut open = TcpStream::connect(addr).await.unwrap();
+    let mut one = [0u8; 1];
+    open.write_all(b"x").await.unwrap();
+    open.read_exact(&mut one).await.unwrap();
+    relay.cut();
+    let closed = tokio::time::timeout(Duration::from_secs(2), open.read(&mut one))
+        .await
+        .expect("the relayed connection is closed by the cut");
+    assert!(matches!(closed, Ok(0) | Err(_)));
+    // A connection made while cut is closed at once.
+    let mut during = TcpStream::connect(addr).await.unwrap();
+    let _ = during.write_all(b"x").await;
+    let refused = tokio::time::timeout(Duration::from_secs(2), during.read(&mut one))
+        .await
+        .expect("closed at once");
+    assert!(matches!(refused, Ok(0) | Err(_)));
+    relay.heal();
+    let mut after = TcpStream::connect(addr).await.unwrap();
+    after.write_all(b"y").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), after.read_exact(&mut one))
+        .await
+        .expect("echo in time")
+        .unwrap();
+    assert_eq!(&one, b"y");
+    assert!(relay.stats().dropped_cut >= 1);
+    relay.stop().await;
+}

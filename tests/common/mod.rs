@@ -11,6 +11,7 @@ pub mod mesh;
 mod node;
 mod node_js;
 mod python;
+pub mod scrape;
 
 #[allow(unused_imports)] // each test binary uses a different subset
 pub use node::{NodeProcess, NODE_READY_TIMEOUT};
