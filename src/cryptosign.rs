@@ -26,6 +26,8 @@ pub enum KeyError {
     NotAPoint,
     #[error("environment variable {0:?} is not set or not UTF-8")]
     Env(String),
+    #[error("environment variable {var:?}: {problem}")]
+    EnvContent { var: String, problem: String },
     #[error("cannot read {}: {source}", path.display())]
     File {
         path: PathBuf,
@@ -117,7 +119,10 @@ impl CryptosignKey {
     /// Reads the seed from environment variable `var`.
     pub fn from_env(var: &str) -> Result<CryptosignKey, KeyError> {
         let text = std::env::var(var).map_err(|_| KeyError::Env(var.to_owned()))?;
-        CryptosignKey::from_seed_hex(&text)
+        CryptosignKey::from_seed_hex(&text).map_err(|e| KeyError::EnvContent {
+            var: var.to_owned(),
+            problem: format!("expected an Ed25519 seed: {e}"),
+        })
     }
 
     pub fn public_key(&self) -> PublicKey {

@@ -299,19 +299,18 @@ impl RealmLink {
                 Box::new(stream)
             }
         };
-        let auth = match (&spec.transport, &spec.ticket) {
-            (LinkTransport::Tcp, Some(ticket)) => ClientAuth::Ticket {
-                authid: self.context.node.clone(),
-                ticket: ticket.clone(),
-            },
-            _ => ClientAuth::Anonymous,
-        };
-        let mut config = ClientConfig::new(&spec.realm)
+        let config = ClientConfig::new(&spec.realm)
             .with_serializer(Serializer::MsgPack)
-            .with_auth(auth);
-        if spec.transport != LinkTransport::Tcp {
-            config = config.with_hello_extra("authmethods", vec![Value::from("tls")]);
-        }
+            .with_auth(peer_auth(spec, &self.context.node));
+        let config = match (spec.transport, &spec.cryptosign) {
+            (LinkTransport::Tcp, _) => config,
+            // The certificate first; a listener that did not verify one falls back to the key.
+            (_, Some(_)) => config.with_hello_extra(
+                "authmethods",
+                vec![Value::from("tls"), Value::from("cryptosign")],
+            ),
+            (_, None) => config.with_hello_extra("authmethods", vec![Value::from("tls")]),
+        };
         Session::join(stream, config)
             .await
             .map_err(|e| format!("joining {} at {}: {e}", spec.realm, spec.peer))
@@ -330,5 +329,21 @@ impl RealmLink {
         Session::join(stream, config)
             .await
             .map_err(|e| format!("joining local realm {}: {e}", self.spec.realm))
+    }
+}
+
+/// How a link authenticates at its peer, as authid = our node id: with its cryptosign key if it
+/// has one (any transport), else on plain tcp with its ticket, else by certificate or not at all.
+fn peer_auth(spec: &LinkSpec, node: &str) -> ClientAuth {
+    match (&spec.cryptosign, spec.transport, &spec.ticket) {
+        (Some(key), _, _) => ClientAuth::Cryptosign {
+            authid: Some(node.to_owned()),
+            key: key.clone(),
+        },
+        (None, LinkTransport::Tcp, Some(ticket)) => ClientAuth::Ticket {
+            authid: node.to_owned(),
+            ticket: ticket.clone(),
+        },
+        _ => ClientAuth::Anonymous,
     }
 }
