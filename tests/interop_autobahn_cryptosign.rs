@@ -79,7 +79,12 @@ fn run_autobahn(serializer: &str) {
         finished.report()
     );
     assert!(
-        finished.stdout.lines().filter(|l| l.starts_with("PASS")).count() >= 14,
+        finished
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("PASS"))
+            .count()
+            >= 14,
         "fewer checks ran than expected:\n{}",
         finished.stdout
     );

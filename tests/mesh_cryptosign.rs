@@ -252,13 +252,26 @@ fn certs_command_writes_ed25519_key_pairs() {
         .expect("run wampmesh certs");
     assert!(out.status.success(), "{out:?}");
     let printed = String::from_utf8_lossy(&out.stdout);
-    for file in ["ca.pem", "n1.pem", "n1.key", "n1.ed25519", "n1.ed25519.pub", "n2.ed25519"] {
-        assert!(dir.join(file).exists(), "{file} missing; printed:\n{printed}");
+    for file in [
+        "ca.pem",
+        "n1.pem",
+        "n1.key",
+        "n1.ed25519",
+        "n1.ed25519.pub",
+        "n2.ed25519",
+    ] {
+        assert!(
+            dir.join(file).exists(),
+            "{file} missing; printed:\n{printed}"
+        );
     }
-    let key = wampmesh::cryptosign::CryptosignKey::from_file(&dir.join("n1.ed25519"))
-        .expect("seed file");
+    let key =
+        wampmesh::cryptosign::CryptosignKey::from_file(&dir.join("n1.ed25519")).expect("seed file");
     let public = std::fs::read_to_string(dir.join("n1.ed25519.pub")).expect("pub file");
     let authorized = wampmesh::cryptosign::parse_authorized_keys(&public).expect("pub parses");
     assert_eq!(authorized, [key.public_key()]);
-    assert!(!printed.contains(&key.expose_seed_hex()), "the seed was printed");
+    assert!(
+        !printed.contains(&key.expose_seed_hex()),
+        "the seed was printed"
+    );
 }
