@@ -142,10 +142,11 @@ pub struct PendingAuth {
 enum Expected {
     /// The ticket, or the WAMP-CRA signature, compared in constant time.
     Secret(Secret),
-    /// An Ed25519 signature of `challenge` by `pubkey` (the key the HELLO announced).
+    /// An Ed25519 signature of `challenge` by `pubkey` (the key the HELLO announced; boxed,
+    /// a parsed key is ~200 bytes).
     Cryptosign {
         challenge: [u8; crate::cryptosign::CHALLENGE_LEN],
-        pubkey: crate::cryptosign::PublicKey,
+        pubkey: Box<crate::cryptosign::PublicKey>,
     },
 }
 

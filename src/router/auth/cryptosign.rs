@@ -135,7 +135,10 @@ impl CryptosignConfig {
             method: "cryptosign",
             authid: authid.map_or_else(|| pubkey.to_hex(), str::to_owned),
             identity,
-            expected: Expected::Cryptosign { challenge, pubkey },
+            expected: Expected::Cryptosign {
+                challenge,
+                pubkey: Box::new(pubkey),
+            },
         };
         AuthStep::Challenge {
             method: "cryptosign".to_owned(),

@@ -235,9 +235,9 @@ fn key_config_errors_name_the_principal() {
     std::fs::write(&path, format!("# alice\n{ALICE_PUBKEY} laptop\n")).expect("write");
     let file = path.display().to_string();
     let cases = [
-        (format!("[cryptosign.principals.a]\nrole = \"u\"\n"), "no keys"),
+        ("[cryptosign.principals.a]\nrole = \"u\"\n".to_owned(), "no keys"),
         (
-            format!("[cryptosign.principals.a]\nauthorized_keys = [\"abc\"]\nrole = \"u\"\n"),
+            "[cryptosign.principals.a]\nauthorized_keys = [\"abc\"]\nrole = \"u\"\n".to_owned(),
             "authorized_keys[0]",
         ),
         (
