@@ -262,6 +262,8 @@ impl RealmLink {
     /// Opens the byte stream to the peer and joins the realm there as `rlink`.
     async fn join_peer(&self) -> Result<Session, String> {
         let spec = &self.spec;
+        // The QUIC connection, to tell why it closed if joining fails on it.
+        let mut quic_connection = None;
         let stream: Box<dyn ByteStream> = match spec.transport {
             LinkTransport::Quic => {
                 let quic = self
@@ -271,6 +273,7 @@ impl RealmLink {
                     .ok_or("quic links need [tls] with a ca")?;
                 let peer = self.context.peer(&spec.peer, &spec.address);
                 let connection = peer.connection(quic).await?;
+                quic_connection = Some(connection.clone());
                 Box::new(
                     connection
                         .open_stream()
@@ -311,9 +314,16 @@ impl RealmLink {
             ),
             (_, None) => config.with_hello_extra("authmethods", vec![Value::from("tls")]),
         };
-        Session::join(stream, config)
-            .await
-            .map_err(|e| format!("joining {} at {}: {e}", spec.realm, spec.peer))
+        Session::join(stream, config).await.map_err(|e| {
+            // A peer that refuses our certificate closes the connection after our side of the
+            // TLS handshake is done: the stream only sees "connection lost", the connection
+            // knows why.
+            let closed = quic_connection
+                .and_then(|c| c.connection.close_reason())
+                .map(|why| format!(" (connection closed: {why})"))
+                .unwrap_or_default();
+            format!("joining {} at {}: {e}{closed}", spec.realm, spec.peer)
+        })
     }
 
     /// Joins the local realm through the node's in-process listener.
