@@ -2,7 +2,8 @@
 //! key pair comes from `wampmesh certs --ed25519`'s writer, the dialing node reads its seed from
 //! `cryptosign_key_file`, the listening node authorizes the `.pub` file for principal = the
 //! dialer's node id with role `rlink`. Events cross the link; a wrong key never brings it up; the
-//! runtime `wampmesh.link.start` takes the key file too.
+//! runtime `wampmesh.link.start` takes the key file too; on QUIC the key is offered after the
+//! certificate; `wampmesh certs --ed25519` writes matching key pairs.
 
 mod common;
 
@@ -274,4 +275,83 @@ fn certs_command_writes_ed25519_key_pairs() {
         !printed.contains(&key.expose_seed_hex()),
         "the seed was printed"
     );
+}
+
+/// The TOML of a QUIC mesh node `id` with certificates from `dir`: TCP for clients, a QUIC
+/// listener (`require_client_cert` as given) that also accepts `nodeA` by cryptosign, and
+/// optionally a QUIC link to `nodeB` at `link_to` with nodeA's key file.
+fn quic_node_toml(
+    dir: &Path,
+    id: &str,
+    require_client_cert: bool,
+    link_to: Option<&str>,
+) -> String {
+    let file = |name: &str| format!("{:?}", dir.join(name).display().to_string());
+    let mut text = format!(
+        r#"
+[node]
+id = "{id}"
+[tls]
+ca = {ca}
+cert = {cert}
+key = {key}
+[[listen]]
+transport = "tcp"
+address = "127.0.0.1:0"
+[[listen]]
+transport = "quic"
+address = "127.0.0.1:0"
+require_client_cert = {require_client_cert}
+[listen.auth.cryptosign.principals.nodeA]
+authorized_keys_file = {public}
+role = "rlink"
+[[realm]]
+name = "{REALM}"
+[[realm.role]]
+name = "anonymous"
+permissions = [{{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }}]
+"#,
+        ca = file("ca.pem"),
+        cert = file(&format!("{id}.pem")),
+        key = file(&format!("{id}.key")),
+        public = file("nodeA.ed25519.pub"),
+    );
+    if let Some(address) = link_to {
+        text.push_str(&format!(
+            "[[link]]\npeer = \"nodeB\"\naddress = \"{address}\"\nrealms = [\"{REALM}\"]\n\
+             reconnect = {{ initial_ms = 50, max_ms = 200 }}\ncryptosign_key_file = {}\n",
+            file("nodeA.ed25519")
+        ));
+    }
+    text
+}
+
+async fn start_toml(text: &str) -> Node {
+    let config = Config::from_toml_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    Node::start(config).await.expect("node starts")
+}
+
+/// On a QUIC link a configured key is offered after the certificate: a listener that verifies
+/// client certificates names the link by its certificate (authmethod tls); one that does not
+/// falls back to cryptosign. Either way the link comes up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_link_offers_the_certificate_then_the_key() {
+    let dir = common::mesh::mesh_certs("cryptosign-quic", &["nodeA", "nodeB"]);
+    wampmesh::certs::write_ed25519_keys(&dir, &["nodeA".to_owned()]).expect("key pair");
+    for (require_client_cert, method) in [(true, "tls"), (false, "cryptosign")] {
+        let node_b = start_toml(&quic_node_toml(&dir, "nodeB", require_client_cert, None)).await;
+        let b_quic = node_b.local_addr("quic").expect("quic").to_owned();
+        let node_a = start_toml(&quic_node_toml(&dir, "nodeA", true, Some(b_quic.as_str()))).await;
+        wait_link_up(&node_a, "nodeB", REALM).await;
+        let details = link_session_details(&node_b).await;
+        assert_eq!(
+            details["authmethod"],
+            Value::from(method),
+            "require_client_cert = {require_client_cert}"
+        );
+        assert_eq!(details["authrole"], Value::from("rlink"));
+        events_cross(&node_a, &node_b).await;
+        stop(node_a).await;
+        stop(node_b).await;
+    }
 }
