@@ -7,11 +7,17 @@
 //! If DIR already holds ca.pem and ca.key, that CA is reused and only node files are written, so
 //! a node can be added to an existing mesh later. A node's files are overwritten (re-issued).
 //! A DIR holding only one of ca.pem / ca.key is refused rather than overwritten.
+//!
+//! With `--ed25519` (see [`write_ed25519_keys`]) each node also gets a WAMP-Cryptosign key pair.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::transport::tls::set_validity;
+
+mod ed25519;
+
+pub use ed25519::write_ed25519_keys;
 
 /// The subject CN of every mesh CA.
 pub const CA_COMMON_NAME: &str = "wampmesh CA";
@@ -43,6 +49,8 @@ pub enum CertsError {
     BadKey { path: PathBuf },
     #[error("cannot generate a certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("{}: not an Ed25519 seed (64 hex characters); refusing to overwrite it", path.display())]
+    BadSeed { path: PathBuf },
 }
 
 /// True for a usable node id: non-empty, `[A-Za-z0-9_-]+`.
@@ -56,17 +64,7 @@ pub fn is_valid_node_id(id: &str) -> bool {
 /// Writes (or reuses) the CA in `dir` and a certificate for each node; returns the files it
 /// wrote, in order.
 pub fn write_mesh_certs(dir: &Path, nodes: &[String]) -> Result<Vec<PathBuf>, CertsError> {
-    if nodes.is_empty() {
-        return Err(CertsError::NoNodes);
-    }
-    for node in nodes {
-        if !is_valid_node_id(node) {
-            return Err(CertsError::InvalidNodeId(node.clone()));
-        }
-        if node.eq_ignore_ascii_case("ca") {
-            return Err(CertsError::ReservedNodeId);
-        }
-    }
+    check_node_ids(nodes)?;
     std::fs::create_dir_all(dir).map_err(|source| CertsError::Io {
         path: dir.to_owned(),
         source,
@@ -88,6 +86,22 @@ pub fn write_mesh_certs(dir: &Path, nodes: &[String]) -> Result<Vec<PathBuf>, Ce
         )?);
     }
     Ok(written)
+}
+
+/// Refuses an empty list, invalid ids and "ca".
+fn check_node_ids(nodes: &[String]) -> Result<(), CertsError> {
+    if nodes.is_empty() {
+        return Err(CertsError::NoNodes);
+    }
+    for node in nodes {
+        if !is_valid_node_id(node) {
+            return Err(CertsError::InvalidNodeId(node.clone()));
+        }
+        if node.eq_ignore_ascii_case("ca") {
+            return Err(CertsError::ReservedNodeId);
+        }
+    }
+    Ok(())
 }
 
 /// The CA's parameters. Deterministic (apart from validity), so a CA on disk can be rebuilt as

@@ -482,6 +482,7 @@ async fn link_many(
             realm: format!("{prefix}{i}"),
             reconnect: crate::config::ReconnectPolicy::Manual,
             ticket: Some("demo".into()),
+            cryptosign: None,
         })?;
     }
     if !wait_links_up(from, before + count).await {

@@ -8,12 +8,13 @@
 //! |---|---|
 //! | [`wamp`] | the protocol without I/O: [`wamp::Value`], [`wamp::Message`], ids, URIs, the JSON / MessagePack / CBOR serializers, [`wamp::SharedMessage`] (encode once per serializer, share the bytes) |
 //! | [`rawsocket`] | the 4-byte handshake and the frame codec, without I/O |
-//! | [`router`] | synchronous state machines fed with `handle_*` and the time: [`router::realm::Realm`] (dispatch, authorization), [`router::broker`], [`router::dealer`], [`router::meta`] (meta API), [`router::auth`] (anonymous, ticket, WAMP-CRA), [`router::mesh`] (interest routing between nodes); [`router::task`] is the one task that owns a realm |
+//! | [`router`] | synchronous state machines fed with `handle_*` and the time: [`router::realm::Realm`] (dispatch, authorization), [`router::broker`], [`router::dealer`], [`router::meta`] (meta API), [`router::auth`] (anonymous, ticket, WAMP-CRA, WAMP-Cryptosign), [`router::mesh`] (interest routing between nodes); [`router::task`] is the one task that owns a realm |
 //! | [`session`] | one connection on the router side: RawSocket handshake -> HELLO/auth/WELCOME -> message loop, the loop running over a `MessageWire` (RawSocket frames, batched by [`writer`], or WebSocket messages) |
 //! | [`transport`] | listeners in the Bedrock shape (bind, accept, unbind, drain, abort): tcp, unix, tls, quic ([`transport::quic::QuicServerFactory`], [`transport::quic::QuicConnector`]), websocket ([`transport::websocket`]: ws/wss with RawSocket on the same port); TLS material in [`transport::tls`] |
 //! | [`link`] | router links: a [`link::RealmLink`] per (peer, realm), one QUIC connection per peer ([`link::PeerConnection`]), the shuttle between the local and the remote session |
 //! | [`node`] | composes realms, listeners, links and [`management`]; owns start and shutdown order |
 //! | [`client`] | the Rust WAMP client used by links, tests, bench, demo and users |
+//! | [`cryptosign`] | Ed25519 keys for WAMP-Cryptosign: signing (client, links), verifying (router), hex and key files |
 //! | [`config`] | TOML -> validated [`config::Config`] |
 //! | [`certs`], [`demo`], [`bench`] | the `certs`, `demo` and `bench` commands |
 //!
@@ -34,6 +35,7 @@ pub mod bench;
 pub mod certs;
 pub mod client;
 pub mod config;
+pub mod cryptosign;
 pub mod demo;
 pub mod link;
 pub mod management;

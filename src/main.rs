@@ -45,6 +45,10 @@ enum Command {
         /// Comma-separated node ids.
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<String>,
+        /// Also a WAMP-Cryptosign key pair per node: DIR/<node>.ed25519 (private seed, hex) and
+        /// DIR/<node>.ed25519.pub (public key, hex). An existing seed is kept.
+        #[arg(long)]
+        ed25519: bool,
     },
     /// Runtime link management through a node's `wampmesh.control` realm.
     Link {
@@ -64,6 +68,10 @@ enum LinkAction {
         /// quic | tcp | tls
         #[arg(long, default_value = "quic")]
         transport: String,
+        /// Authenticate the link with WAMP-Cryptosign using this seed file, a path on the
+        /// managed node's machine (the node reads it; the seed is never sent).
+        #[arg(long)]
+        cryptosign_key_file: Option<String>,
     },
     /// Stop a realm link (it can be started again).
     Stop {
@@ -135,8 +143,16 @@ fn main() -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!(e))?;
             Ok(())
         }
-        Command::Certs { out, nodes } => {
-            for path in wampmesh::certs::write_mesh_certs(&out, &nodes)? {
+        Command::Certs {
+            out,
+            nodes,
+            ed25519,
+        } => {
+            let mut written = wampmesh::certs::write_mesh_certs(&out, &nodes)?;
+            if ed25519 {
+                written.extend(wampmesh::certs::write_ed25519_keys(&out, &nodes)?);
+            }
+            for path in written {
                 println!("{}", path.display());
             }
             Ok(())
@@ -153,8 +169,13 @@ async fn manage_link(action: LinkAction) -> anyhow::Result<()> {
             target,
             address,
             transport,
+            cryptosign_key_file,
         } => {
-            let options = Value::Dict(wampmesh::dict! { "transport" => transport });
+            let mut options = wampmesh::dict! { "transport" => transport };
+            if let Some(path) = cryptosign_key_file {
+                options.insert("cryptosign_key_file".into(), path.into());
+            }
+            let options = Value::Dict(options);
             let args = vec![
                 target.peer.into(),
                 address.into(),

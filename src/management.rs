@@ -1,7 +1,8 @@
 //! The management API (DESIGN §5): procedures on the node's control realm, served by an
 //! in-process session with role `admin`, and the link lifecycle events it publishes.
 //!
-//! - `wampmesh.link.start` (peer, address, realm, options{transport, reconnect, ticket})
+//! - `wampmesh.link.start` (peer, address, realm, options{transport, reconnect, ticket,
+//!   cryptosign_key_file | cryptosign_seed_env}); the cryptosign seed is read on the node
 //! - `wampmesh.link.stop` (peer, realm)
 //! - `wampmesh.link.list` -> [ {peer, address, realm, transport, state, connection, streams,
 //!   handshakes, messages_in, messages_out, up_secs, last_error} ]
@@ -15,7 +16,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientConfig, Invocation, ServeHandle, Session};
-use crate::config::{Config, LinkTransport, RealmConfig, ReconnectPolicy};
+use crate::config::{Config, CryptosignKeySource, LinkTransport, RealmConfig, ReconnectPolicy};
+use crate::cryptosign::CryptosignKey;
 use crate::link::{LinkEvent, LinkManager, LinkSpec};
 use crate::node::{authorizer_like, NodeError, RealmHost};
 use crate::session::SessionContext;
@@ -237,6 +239,7 @@ impl Services {
             .get("ticket")
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let cryptosign = link_cryptosign_key(&options)?;
         self.links
             .start(LinkSpec {
                 forward: Default::default(),
@@ -246,8 +249,30 @@ impl Services {
                 realm,
                 reconnect,
                 ticket,
+                cryptosign,
             })
             .map(|_| Value::Bool(true))
             .map_err(|e| e.to_string())
     }
+}
+
+/// `cryptosign_key_file` / `cryptosign_seed_env` of `wampmesh.link.start` options: the seed is
+/// read on this node, never passed in the call. Errors name the source, not the seed.
+fn link_cryptosign_key(options: &Dict) -> Result<Option<CryptosignKey>, String> {
+    let field = |key: &str| options.get(key).and_then(Value::as_str);
+    let source = match (field("cryptosign_key_file"), field("cryptosign_seed_env")) {
+        (Some(_), Some(_)) => {
+            return Err("set one of cryptosign_key_file and cryptosign_seed_env".into())
+        }
+        (Some(path), None) => CryptosignKeySource::File(path.into()),
+        (None, Some(var)) => CryptosignKeySource::Env(var.to_owned()),
+        (None, None) => return Ok(None),
+    };
+    if options.contains_key("ticket") {
+        return Err("a link authenticates with a ticket or a cryptosign key, not both".into());
+    }
+    source
+        .load()
+        .map(Some)
+        .map_err(|e| format!("cryptosign key: {e}"))
 }

@@ -170,7 +170,16 @@ impl Node {
         };
         let metrics_server =
             crate::metrics::MetricsServer::start(config.metrics.as_ref(), scrape).await?;
-        for link in &config.link {
+        for (index, link) in config.link.iter().enumerate() {
+            let cryptosign = match link.cryptosign_key() {
+                Some(source) => Some(source.load().map_err(|e| {
+                    NodeError::Config(format!(
+                        "link[{index}] ({}): cryptosign key: {e}",
+                        link.peer
+                    ))
+                })?),
+                None => None,
+            };
             for realm in &link.realms {
                 links.start(LinkSpec {
                     peer: link.peer.clone(),
@@ -179,6 +188,7 @@ impl Node {
                     realm: realm.clone(),
                     reconnect: link.reconnect,
                     ticket: link.ticket.clone(),
+                    cryptosign: cryptosign.clone(),
                     forward: crate::link::Forwarding {
                         events: link.forward_events,
                         calls: link.forward_calls,

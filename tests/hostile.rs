@@ -18,6 +18,7 @@ use tokio::time::timeout;
 
 use wampmesh::client::{ClientAuth, ClientConfig, Session};
 use wampmesh::config::Config;
+use wampmesh::cryptosign::CryptosignKey;
 use wampmesh::node::Node;
 use wampmesh::wamp::{Dict, Message, Payload, Serializer, Value};
 
@@ -538,7 +539,14 @@ impl Write for LogWriter {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_appear_in_logs() {
     let logs = captured_logs();
-    let text = r#"
+    // Cryptosign seeds: carol's (a client) and the dialer node's (a tcp link, seed from env).
+    let carol = CryptosignKey::generate();
+    let dialer = CryptosignKey::generate();
+    let stranger = CryptosignKey::generate();
+    let text = format!(
+        r#"
+[node]
+id = "listener"
 [[listen]]
 transport = "tcp"
 address = "127.0.0.1:0"
@@ -548,14 +556,23 @@ role = "user"
 [listen.auth.wampcra.users.bob]
 secret = "CRA-s3cr3t-bob"
 role = "user"
+[listen.auth.cryptosign.principals.carol]
+authorized_keys = ["{}"]
+role = "user"
+[listen.auth.cryptosign.principals.dialer]
+authorized_keys = ["{}"]
+role = "rlink"
 
 [[realm]]
 name = "realm1"
 [[realm.role]]
 name = "user"
-permissions = [{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }]
-"#;
-    let node = Node::start(Config::from_toml_str(text).expect("config"))
+permissions = [{{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }}]
+"#,
+        carol.public_key(),
+        dialer.public_key()
+    );
+    let node = Node::start(Config::from_toml_str(&text).expect("config"))
         .await
         .expect("node starts");
     let addr = node.local_addr("tcp").expect("tcp").to_owned();
@@ -578,6 +595,59 @@ permissions = [{ uri = "", match = "prefix", call = true, register = true, publi
         .await
         .expect("right ticket");
     let bob = join(cra("CRA-s3cr3t-bob")).await.expect("right secret");
+    let cryptosign = |key: &CryptosignKey| ClientAuth::Cryptosign {
+        authid: Some("carol".into()),
+        key: key.clone(),
+    };
+    let carol_session = join(cryptosign(&carol)).await.expect("right key");
+    join(cryptosign(&stranger)).await.expect_err("wrong key");
+    // A node linking over tcp with its seed from the environment (Debug-printed LinkSpecs,
+    // link lifecycle logs), once with the right key and once, as "dialer" too, with a wrong one.
+    let dialer_node = |var: &'static str| {
+        let addr = addr.clone();
+        async move {
+            let text = format!(
+                "[node]\nid = \"dialer\"\n[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:0\"\n\
+                 [[realm]]\nname = \"realm1\"\n\
+                 [[link]]\npeer = \"listener\"\naddress = \"{addr}\"\ntransport = \"tcp\"\n\
+                 realms = [\"realm1\"]\nreconnect = \"manual\"\ncryptosign_seed_env = \"{var}\"\n"
+            );
+            Node::start(Config::from_toml_str(&text).expect("dialer config"))
+                .await
+                .expect("dialer starts")
+        }
+    };
+    std::env::set_var("WAMPMESH_HOSTILE_LINK_SEED", dialer.expose_seed_hex());
+    std::env::set_var("WAMPMESH_HOSTILE_WRONG_SEED", stranger.expose_seed_hex());
+    let linked = dialer_node("WAMPMESH_HOSTILE_LINK_SEED").await;
+    let refused = dialer_node("WAMPMESH_HOSTILE_WRONG_SEED").await;
+    let links_up = |node: &Node| {
+        node.links()
+            .map(|l| l.list())
+            .unwrap_or_default()
+            .iter()
+            .filter(|row| row.get("state").and_then(Value::as_str) == Some("up"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while links_up(&linked) == 0 {
+        assert!(Instant::now() < deadline, "the cryptosign link came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused_reported = || {
+        refused.links().is_some_and(|l| {
+            l.list()
+                .iter()
+                .any(|row| row.get("last_error").and_then(Value::as_str).is_some())
+        })
+    };
+    while !refused_reported() {
+        assert!(Instant::now() < deadline, "the wrong-key link failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(links_up(&refused), 0);
+    linked.shutdown(Duration::from_secs(2)).await;
+    refused.shutdown(Duration::from_secs(2)).await;
     join(ticket("TICKET-wrong-guess"))
         .await
         .expect_err("wrong ticket");
@@ -603,6 +673,7 @@ permissions = [{ uri = "", match = "prefix", call = true, register = true, publi
     raw.expect_abort(PROTOCOL_VIOLATION).await;
     let _ = alice.leave("wamp.close.normal").await;
     let _ = bob.leave("wamp.close.normal").await;
+    let _ = carol_session.leave("wamp.close.normal").await;
     node.shutdown(Duration::from_secs(2)).await;
 
     let logged =
@@ -611,13 +682,23 @@ permissions = [{ uri = "", match = "prefix", call = true, register = true, publi
         logged.contains("session joined"),
         "the capture works: {logged}"
     );
+    assert!(
+        logged.contains("cryptosign"),
+        "the cryptosign flows were logged about: {logged}"
+    );
+    let seeds = [&carol, &dialer, &stranger].map(|k| k.expose_seed_hex());
+    let seeds_upper = seeds.clone().map(|s| s.to_uppercase());
     for secret in [
         "TICKET-s3cr3t-alice",
         "CRA-s3cr3t-bob",
         "TICKET-wrong-guess",
         "CRA-wrong-guess",
         "TICKET-malformed",
-    ] {
+    ]
+    .into_iter()
+    .chain(seeds.iter().map(String::as_str))
+    .chain(seeds_upper.iter().map(String::as_str))
+    {
         assert!(!logged.contains(secret), "{secret} was logged:\n{logged}");
     }
 }

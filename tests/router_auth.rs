@@ -1,5 +1,6 @@
-//! Authentication (ticket, WAMP-CRA unsalted and salted) and authorization (per-role URI
-//! permissions with exact, prefix and wildcard matching) end to end with the Rust client.
+//! Authentication (ticket, WAMP-CRA unsalted and salted, WAMP-Cryptosign over TCP and QUIC) and
+//! authorization (per-role URI permissions with exact, prefix and wildcard matching) end to end
+//! with the Rust client.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,8 +9,11 @@ use tokio::time::timeout;
 
 use wampmesh::client::{ClientAuth, ClientConfig, ClientError, Session};
 use wampmesh::config::Config;
+use wampmesh::cryptosign::CryptosignKey;
 use wampmesh::dict;
 use wampmesh::node::Node;
+use wampmesh::transport::quic::{QuicConnection, QuicConnector, QuicSettings};
+use wampmesh::transport::tls::{self, ServerTrust};
 use wampmesh::wamp::{Dict, Payload, Serializer, Value};
 
 /// Every wait in this file is bounded by this, so a hang fails fast.
@@ -483,5 +487,170 @@ async fn permissions_match_exact_prefix_and_wildcard() {
     assert_eq!(try_subscribe(&sam, "com.prefix.a.", "prefix").await, Ok(()));
     assert_eq!(try_subscribe(&sam, "com.", "prefix").await, denied());
     assert_eq!(try_subscribe(&sam, "com..wild", "wildcard").await, Ok(()));
+    stop(node).await;
+}
+
+/// Cryptosign on a TCP and a QUIC listener: `carla` (role user) with an inline key, `dave`
+/// (role reader) with a key from an authorized-keys file.
+fn cryptosign_config(carla: &CryptosignKey, dave_keys_file: &std::path::Path) -> Config {
+    let principals = format!(
+        "[listen.auth.cryptosign.principals.carla]\nauthorized_keys = [\"{}\"]\nrole = \"user\"\n\
+         [listen.auth.cryptosign.principals.dave]\nauthorized_keys_file = {:?}\nrole = \"reader\"\n",
+        carla.public_key(),
+        dave_keys_file.display().to_string()
+    );
+    let text = format!(
+        "[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:0\"\n{principals}\n\
+         [[listen]]\ntransport = \"quic\"\naddress = \"127.0.0.1:0\"\n{principals}\n\
+         [[realm]]\nname = \"realm1\"\n\
+         [[realm.role]]\nname = \"user\"\npermissions = [{{ uri = \"\", match = \"prefix\", call = true, register = true, publish = true, subscribe = true }}]\n\
+         [[realm.role]]\nname = \"reader\"\npermissions = [{{ uri = \"\", match = \"prefix\", call = true, subscribe = true }}]\n"
+    );
+    Config::from_toml_str(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
+}
+
+fn cryptosign(authid: Option<&str>, key: &CryptosignKey) -> ClientAuth {
+    ClientAuth::Cryptosign {
+        authid: authid.map(str::to_owned),
+        key: key.clone(),
+    }
+}
+
+/// A node with the cryptosign listeners; carla's and dave's keys; the QUIC connection to it.
+struct CryptosignNode {
+    node: Node,
+    tcp: String,
+    quic: QuicConnection,
+    carla: CryptosignKey,
+    dave: CryptosignKey,
+}
+
+async fn start_cryptosign() -> CryptosignNode {
+    let (carla, dave) = (CryptosignKey::generate(), CryptosignKey::generate());
+    let keys_file = std::env::temp_dir().join(format!(
+        "wampmesh-router-auth-keys-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::write(
+        &keys_file,
+        format!("# dave's keys\n{} dave@laptop\n", dave.public_key()),
+    )
+    .expect("write keys file");
+    let started = Node::start(cryptosign_config(&carla, &keys_file)).await;
+    std::fs::remove_file(&keys_file).ok();
+    let node = started.expect("node starts");
+    let tcp = node.local_addr("tcp").expect("tcp").to_owned();
+    let quic_addr = node.local_addr("quic").expect("quic").to_owned();
+    let trust = ServerTrust::Fingerprint(node.tls().identity.fingerprint());
+    let tls = tls::client_config(&trust, None, &[tls::ALPN_QUIC]).expect("client TLS");
+    let connector = QuicConnector::new(tls, &QuicSettings::default()).expect("endpoint");
+    let quic = within("QUIC connect", connector.connect(&quic_addr, "localhost"))
+        .await
+        .expect("QUIC connect");
+    CryptosignNode {
+        node,
+        tcp,
+        quic,
+        carla,
+        dave,
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+async fn try_join_quic(quic: &QuicConnection, auth: ClientAuth) -> Result<Session, ClientError> {
+    let stream = within("stream", quic.open_stream())
+        .await
+        .expect("stream opened");
+    let config = ClientConfig::new("realm1").with_auth(auth);
+    within("join", Session::join(stream, config)).await
+}
+
+fn expect_not_authorized(result: Result<Session, ClientError>, what: &str) {
+    match result {
+        Err(ClientError::Aborted { reason, .. }) => assert_eq!(reason, NOT_AUTHORIZED, "{what}"),
+        Err(other) => panic!("{what}: expected ABORT {NOT_AUTHORIZED}, got error {other}"),
+        Ok(session) => panic!("{what}: expected ABORT, joined as {:?}", session.details()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cryptosign_over_tcp_and_quic() {
+    let CryptosignNode {
+        node,
+        tcp,
+        quic,
+        carla,
+        dave,
+    } = start_cryptosign().await;
+    // No authid in HELLO: the router names the key's principal.
+    let over_tcp = join(&tcp, cryptosign(None, &carla)).await;
+    let over_quic = try_join_quic(&quic, cryptosign(None, &carla))
+        .await
+        .expect("carla joins over QUIC");
+    for session in [&over_tcp, &over_quic] {
+        assert_eq!(detail(session, "authid"), Some("carla"));
+        assert_eq!(detail(session, "authrole"), Some("user"));
+        assert_eq!(detail(session, "authmethod"), Some("cryptosign"));
+        assert_eq!(detail(session, "authprovider"), Some("static"));
+    }
+    assert_eq!(try_publish(&over_quic, "com.example.x").await, Ok(()));
+    // dave's key comes from the authorized-keys file; his role may not publish.
+    let dave_tcp = join(&tcp, cryptosign(Some("dave"), &dave)).await;
+    let dave_quic = try_join_quic(&quic, cryptosign(Some("dave"), &dave))
+        .await
+        .expect("dave joins over QUIC");
+    for session in [&dave_tcp, &dave_quic] {
+        assert_eq!(detail(session, "authid"), Some("dave"));
+        assert_eq!(detail(session, "authrole"), Some("reader"));
+    }
+    assert_eq!(try_publish(&dave_quic, "com.example.x").await, denied());
+    stop(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cryptosign_wrong_key_is_refused() {
+    let CryptosignNode {
+        node,
+        tcp,
+        quic,
+        carla,
+        dave,
+    } = start_cryptosign().await;
+    let stranger = CryptosignKey::generate();
+    let cases = [
+        ("unknown key", cryptosign(None, &stranger)),
+        (
+            "unknown key claiming carla",
+            cryptosign(Some("carla"), &stranger),
+        ),
+        (
+            "dave's key claiming carla",
+            cryptosign(Some("carla"), &dave),
+        ),
+        (
+            "carla's key claiming dave",
+            cryptosign(Some("dave"), &carla),
+        ),
+    ];
+    for (what, auth) in cases {
+        expect_not_authorized(try_join(&tcp, "realm1", auth.clone()).await, what);
+        expect_not_authorized(try_join_quic(&quic, auth).await, what);
+    }
+    // A listener without cryptosign refuses the method itself.
+    stop(node).await;
+    let (node, addrs) = start().await;
+    refused(
+        &addrs[0],
+        "realm1",
+        cryptosign(None, &carla),
+        "wamp.error.no_auth_method",
+    )
+    .await;
     stop(node).await;
 }

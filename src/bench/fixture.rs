@@ -214,6 +214,7 @@ pub fn link_spec(realm: &str, transport: LinkTransport, address: &str) -> LinkSp
         realm: realm.to_owned(),
         reconnect: ReconnectPolicy::Manual,
         ticket: Some(TICKET.into()),
+        cryptosign: None,
     }
 }
 

@@ -1,9 +1,11 @@
-//! The client side of ticket and WAMP-CRA authentication: answering a CHALLENGE.
+//! The client side of ticket, WAMP-CRA and WAMP-Cryptosign authentication: answering a
+//! CHALLENGE.
 //!
 //! The WAMP-CRA primitives are the router's (`router/auth.rs`), re-exported here for users.
 
 use super::error::ClientError;
 use super::ClientAuth;
+use crate::cryptosign::{decode_hex, CryptosignKey, CHALLENGE_LEN};
 use crate::wamp::{Dict, Value};
 
 pub use crate::router::auth::{compute_signature, derive_key};
@@ -22,6 +24,7 @@ pub(super) fn answer_challenge(
     match (auth, method) {
         (ClientAuth::Ticket { ticket, .. }, "ticket") => Ok(ticket.clone()),
         (ClientAuth::WampCra { secret, .. }, "wampcra") => wampcra_signature(secret, extra),
+        (ClientAuth::Cryptosign { key, .. }, "cryptosign") => cryptosign_signature(key, extra),
         _ => Err(ClientError::Protocol(format!(
             "router challenged with {method:?}, but this client authenticates with {:?}",
             auth.method()
@@ -46,6 +49,29 @@ fn wampcra_signature(secret: &str, extra: &Dict) -> Result<String, ClientError> 
     let keylen = bounded(extra, "keylen", 32, MAX_KEYLEN)?;
     let key = derive_key(secret, salt, iterations as u32, keylen as usize);
     Ok(compute_signature(key.as_bytes(), challenge))
+}
+
+/// hex(signature || challenge) of the router's 32-byte challenge. A challenge asking for channel
+/// binding is refused: this client never asks for it.
+fn cryptosign_signature(key: &CryptosignKey, extra: &Dict) -> Result<String, ClientError> {
+    if extra
+        .get("channel_binding")
+        .is_some_and(|b| *b != Value::Null)
+    {
+        return Err(ClientError::Protocol(
+            "cryptosign CHALLENGE asks for channel binding, which this client does not do".into(),
+        ));
+    }
+    let challenge = extra
+        .get("challenge")
+        .and_then(Value::as_str)
+        .and_then(|c| decode_hex::<CHALLENGE_LEN>(c).ok())
+        .ok_or_else(|| {
+            ClientError::Protocol(
+                "cryptosign CHALLENGE without a 64-hex-character challenge".into(),
+            )
+        })?;
+    Ok(key.sign_challenge(&challenge))
 }
 
 /// An optional positive integer from the challenge extra, refused above `max`.
@@ -115,5 +141,35 @@ mod tests {
             secret: "topsecret".into(),
         };
         assert!(!format!("{secretive:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn cryptosign_signs_the_challenge_and_refuses_what_it_cannot_do() {
+        let seed = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+        let key = CryptosignKey::from_seed_hex(seed).unwrap();
+        let auth = ClientAuth::Cryptosign {
+            authid: None,
+            key: key.clone(),
+        };
+        let challenge = [1u8; 32];
+        let extra =
+            dict! { "challenge" => hex::encode(challenge), "channel_binding" => Value::Null };
+        let answer = answer_challenge(&auth, "cryptosign", &extra).unwrap();
+        assert_eq!(answer, key.sign_challenge(&challenge));
+        assert!(answer_challenge(&auth, "wampcra", &extra).is_err());
+        for bad in [
+            dict! { "challenge" => hex::encode(challenge), "channel_binding" => "tls-unique" },
+            dict! { "challenge" => "abcd" },
+            dict! { "challenge" => 5u64 },
+            Dict::new(),
+        ] {
+            assert!(
+                answer_challenge(&auth, "cryptosign", &bad).is_err(),
+                "{bad:?}"
+            );
+        }
+        let printed = format!("{auth:?}");
+        assert!(!printed.contains(seed), "{printed}");
+        assert!(printed.contains(&key.public_key().to_hex()), "{printed}");
     }
 }

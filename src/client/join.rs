@@ -151,6 +151,17 @@ pub(super) fn hello_details(config: &ClientConfig) -> Dict {
         details.insert("authrole".into(), authrole.as_str().into());
     }
     details.extend(config.hello_extra.clone());
+    // The public key cryptosign needs goes into whatever authextra `hello_extra` set.
+    if let Some(auth_extra) = config.auth.authextra() {
+        let mut merged = match details.remove("authextra") {
+            Some(Value::Dict(extra)) => extra,
+            _ => Dict::new(),
+        };
+        for (key, value) in auth_extra {
+            merged.entry(key).or_insert(value);
+        }
+        details.insert("authextra".into(), Value::Dict(merged));
+    }
     details
 }
 

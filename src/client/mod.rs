@@ -80,6 +80,13 @@ pub enum ClientAuth {
     /// WAMP-CRA: HMAC-SHA256 over the router's challenge; honours `salt`, `iterations` and
     /// `keylen` in the CHALLENGE extra (PBKDF2-derived key).
     WampCra { authid: String, secret: String },
+    /// WAMP-Cryptosign: HELLO announces `authextra.pubkey`; the router's 32-byte challenge is
+    /// signed with the Ed25519 key. `authid` may be left out: the router then names the
+    /// principal the key belongs to. No channel binding.
+    Cryptosign {
+        authid: Option<String>,
+        key: crate::cryptosign::CryptosignKey,
+    },
 }
 
 impl ClientAuth {
@@ -89,6 +96,7 @@ impl ClientAuth {
             ClientAuth::Anonymous => "anonymous",
             ClientAuth::Ticket { .. } => "ticket",
             ClientAuth::WampCra { .. } => "wampcra",
+            ClientAuth::Cryptosign { .. } => "cryptosign",
         }
     }
 
@@ -97,16 +105,31 @@ impl ClientAuth {
         match self {
             ClientAuth::Anonymous => None,
             ClientAuth::Ticket { authid, .. } | ClientAuth::WampCra { authid, .. } => Some(authid),
+            ClientAuth::Cryptosign { authid, .. } => authid.as_deref(),
+        }
+    }
+
+    /// The `authextra` HELLO announces, if any (cryptosign: the public key).
+    pub fn authextra(&self) -> Option<Dict> {
+        match self {
+            ClientAuth::Cryptosign { key, .. } => {
+                Some(crate::dict! { "pubkey" => key.public_key().to_hex() })
+            }
+            _ => None,
         }
     }
 }
 
-/// Secrets never reach logs: `Debug` shows the method and authid only.
+/// Secrets never reach logs: `Debug` shows the method and authid (and a cryptosign public key)
+/// only.
 impl fmt::Debug for ClientAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.authid() {
-            Some(authid) => write!(f, "{}({authid:?}, <secret>)", self.method()),
-            None => f.write_str(self.method()),
+        match (self, self.authid()) {
+            (ClientAuth::Cryptosign { key, .. }, authid) => {
+                write!(f, "cryptosign({authid:?}, {key:?})")
+            }
+            (_, Some(authid)) => write!(f, "{}({authid:?}, <secret>)", self.method()),
+            (_, None) => f.write_str(self.method()),
         }
     }
 }

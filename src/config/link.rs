@@ -1,6 +1,7 @@
 //! `[[link]]`: router links opened at start: peer, transport, realms, forwarding, reconnecting.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -147,6 +148,15 @@ pub struct LinkConfig {
     /// presents, as authid = our node id, to a ticket principal with role `rlink` at the peer.
     #[serde(default)]
     pub ticket: Option<String>,
+    /// A file holding this node's Ed25519 seed (64 hex characters; `wampmesh certs --ed25519`
+    /// writes one). The link then answers a WAMP-Cryptosign challenge as authid = our node id,
+    /// to a cryptosign principal with role `rlink` at the peer. Any transport: on quic and tls
+    /// links HELLO offers the certificate first and cryptosign second. Read at node start.
+    #[serde(default)]
+    pub cryptosign_key_file: Option<PathBuf>,
+    /// Like `cryptosign_key_file`, the seed taken from this environment variable.
+    #[serde(default)]
+    pub cryptosign_seed_env: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -188,6 +198,18 @@ impl LinkConfig {
                 ),
             ));
         }
+        if self.cryptosign_key_file.is_some() && self.cryptosign_seed_env.is_some() {
+            return Err(invalid(
+                format!("{key}.cryptosign_seed_env"),
+                "set one of cryptosign_key_file and cryptosign_seed_env",
+            ));
+        }
+        if self.ticket.is_some() && self.cryptosign_key().is_some() {
+            return Err(invalid(
+                format!("{key}.ticket"),
+                "a link authenticates with a ticket or a cryptosign key, not both",
+            ));
+        }
         for (index, realm) in self.realms.iter().enumerate() {
             if self.realms[..index].contains(realm) {
                 return Err(invalid(
@@ -197,6 +219,15 @@ impl LinkConfig {
             }
         }
         self.validate_reconnect(key)
+    }
+
+    /// Where the cryptosign seed comes from, if configured.
+    pub fn cryptosign_key(&self) -> Option<CryptosignKeySource> {
+        match (&self.cryptosign_key_file, &self.cryptosign_seed_env) {
+            (Some(path), _) => Some(CryptosignKeySource::File(path.clone())),
+            (None, Some(var)) => Some(CryptosignKeySource::Env(var.clone())),
+            (None, None) => None,
+        }
     }
 
     fn validate_reconnect(&self, key: &str) -> Result<(), ConfigError> {
@@ -216,5 +247,22 @@ impl LinkConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// Where a link's cryptosign seed is read from (never inline: a config file is often shared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CryptosignKeySource {
+    File(PathBuf),
+    Env(String),
+}
+
+impl CryptosignKeySource {
+    /// Reads the seed. The error names the file or variable, never its content.
+    pub fn load(&self) -> Result<crate::cryptosign::CryptosignKey, crate::cryptosign::KeyError> {
+        match self {
+            CryptosignKeySource::File(path) => crate::cryptosign::CryptosignKey::from_file(path),
+            CryptosignKeySource::Env(var) => crate::cryptosign::CryptosignKey::from_env(var),
+        }
     }
 }

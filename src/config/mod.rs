@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use link::{LinkConfig, LinkTransport, ReconnectPolicy};
+pub use link::{CryptosignKeySource, LinkConfig, LinkTransport, ReconnectPolicy};
 pub use listen::{ListenConfig, TransportKind, MAX_MESSAGE_SIZE_LIMIT, MIN_MESSAGE_SIZE};
 pub use realm::{Permission, RealmConfig, RoleConfig};
 pub use sections::{

@@ -36,6 +36,9 @@ pub struct LinkSpec {
     pub reconnect: ReconnectPolicy,
     /// Ticket for plain tcp links (see `LinkConfig::ticket`).
     pub ticket: Option<String>,
+    /// Ed25519 key the link signs a cryptosign challenge with, as authid = this node's id (see
+    /// `LinkConfig::cryptosign_key_file`). `Debug` shows its public key only.
+    pub cryptosign: Option<crate::cryptosign::CryptosignKey>,
     /// What may cross the link (`forward_events`, `forward_calls`).
     pub forward: Forwarding,
 }

@@ -258,6 +258,8 @@ impl RealmLink {
     /// Opens the byte stream to the peer and joins the realm there as `rlink`.
     async fn join_peer(&self) -> Result<Side, String> {
         let spec = &self.spec;
+        // The QUIC connection, to tell why it closed if joining fails on it.
+        let mut quic_connection = None;
         let stream: Box<dyn ByteStream> = match spec.transport {
             LinkTransport::Quic => {
                 let quic = self
@@ -267,6 +269,7 @@ impl RealmLink {
                     .ok_or("quic links need [tls] with a ca")?;
                 let peer = self.context.peer(&spec.peer, &spec.address);
                 let connection = peer.connection(quic, &self.context.tracker).await?;
+                quic_connection = Some(connection.clone());
                 Box::new(
                     connection
                         .open_stream()
@@ -295,22 +298,28 @@ impl RealmLink {
                 Box::new(stream)
             }
         };
-        let auth = match (&spec.transport, &spec.ticket) {
-            (LinkTransport::Tcp, Some(ticket)) => ClientAuth::Ticket {
-                authid: self.context.node.clone(),
-                ticket: ticket.clone(),
-            },
-            _ => ClientAuth::Anonymous,
-        };
-        let mut config = ClientConfig::new(&spec.realm)
+        let config = ClientConfig::new(&spec.realm)
             .with_serializer(Serializer::MsgPack)
-            .with_auth(auth);
-        if spec.transport != LinkTransport::Tcp {
-            config = config.with_hello_extra("authmethods", vec![Value::from("tls")]);
-        }
-        Side::join(stream, config)
-            .await
-            .map_err(|e| format!("joining {} at {}: {e}", spec.realm, spec.peer))
+            .with_auth(peer_auth(spec, &self.context.node));
+        let config = match (spec.transport, &spec.cryptosign) {
+            (LinkTransport::Tcp, _) => config,
+            // The certificate first; a listener that did not verify one falls back to the key.
+            (_, Some(_)) => config.with_hello_extra(
+                "authmethods",
+                vec![Value::from("tls"), Value::from("cryptosign")],
+            ),
+            (_, None) => config.with_hello_extra("authmethods", vec![Value::from("tls")]),
+        };
+        Side::join(stream, config).await.map_err(|e| {
+            // A peer that refuses our certificate closes the connection after our side of the
+            // TLS handshake is done: the stream only sees "connection lost", the connection
+            // knows why.
+            let closed = quic_connection
+                .and_then(|c| c.connection.close_reason())
+                .map(|why| format!(" (connection closed: {why})"))
+                .unwrap_or_default();
+            format!("joining {} at {}: {e}{closed}", spec.realm, spec.peer)
+        })
     }
 
     /// Joins the local realm through the node's in-process listener.
@@ -326,5 +335,21 @@ impl RealmLink {
         Side::join(stream, config)
             .await
             .map_err(|e| format!("joining local realm {}: {e}", self.spec.realm))
+    }
+}
+
+/// How a link authenticates at its peer, as authid = our node id: with its cryptosign key if it
+/// has one (any transport), else on plain tcp with its ticket, else by certificate or not at all.
+fn peer_auth(spec: &LinkSpec, node: &str) -> ClientAuth {
+    match (&spec.cryptosign, spec.transport, &spec.ticket) {
+        (Some(key), _, _) => ClientAuth::Cryptosign {
+            authid: Some(node.to_owned()),
+            key: key.clone(),
+        },
+        (None, LinkTransport::Tcp, Some(ticket)) => ClientAuth::Ticket {
+            authid: node.to_owned(),
+            ticket: ticket.clone(),
+        },
+        _ => ClientAuth::Anonymous,
     }
 }

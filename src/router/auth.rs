@@ -1,7 +1,9 @@
-//! Authentication (anonymous, ticket, WAMP-CRA) as a state machine without I/O: HELLO in,
-//! WELCOME / CHALLENGE / ABORT out, then AUTHENTICATE checked against the pending challenge.
+//! Authentication (anonymous, ticket, WAMP-CRA, WAMP-Cryptosign) as a state machine without
+//! I/O: HELLO in, WELCOME / CHALLENGE / ABORT out, then AUTHENTICATE checked against the pending
+//! challenge.
 
 mod config;
+mod cryptosign;
 
 use std::collections::BTreeMap;
 
@@ -30,6 +32,7 @@ pub use config::{
     AnonymousConfig, AuthConfig, AuthConfigError, Secret, TicketConfig, TicketPrincipal,
     WampCraConfig, WampCraUser,
 };
+pub use cryptosign::{CryptosignConfig, CryptosignPrincipal};
 
 impl AuthConfig {
     /// Handles HELLO: picks the first of the client's `authmethods` (absent or empty =
@@ -62,6 +65,10 @@ impl AuthConfig {
                     Some(authid) => wampcra.challenge(authid, session, now),
                     None => missing_authid("wampcra"),
                 }),
+                "cryptosign" => self
+                    .cryptosign
+                    .as_ref()
+                    .map(|cryptosign| cryptosign.challenge(authid, details)),
                 _ => None,
             };
             if let Some(step) = step {
@@ -126,8 +133,21 @@ pub struct PendingAuth {
     authid: String,
     /// `None` for an unknown principal: it was challenged anyway and fails whatever it sends.
     identity: Option<Identity>,
-    /// The ticket, or the WAMP-CRA signature, AUTHENTICATE must carry.
-    expected: Secret,
+    /// What AUTHENTICATE must carry.
+    expected: Expected,
+}
+
+/// What a pending challenge accepts.
+#[derive(Debug)]
+enum Expected {
+    /// The ticket, or the WAMP-CRA signature, compared in constant time.
+    Secret(Secret),
+    /// An Ed25519 signature of `challenge` by `pubkey` (the key the HELLO announced; boxed,
+    /// a parsed key is ~200 bytes).
+    Cryptosign {
+        challenge: [u8; crate::cryptosign::CHALLENGE_LEN],
+        pubkey: Box<crate::cryptosign::PublicKey>,
+    },
 }
 
 /// A refused AUTHENTICATE: send ABORT(reason, {message}). The same for a wrong secret and an
@@ -140,17 +160,23 @@ pub struct AuthFailure {
 }
 
 impl PendingAuth {
-    /// The method being challenged ("ticket" or "wampcra").
+    /// The method being challenged ("ticket", "wampcra" or "cryptosign").
     pub fn method(&self) -> &'static str {
         self.method
     }
 
-    /// Checks AUTHENTICATE.Signature in constant time. `extra` is unused by these methods.
+    /// Checks AUTHENTICATE.Signature (secrets in constant time). `extra` is unused by these
+    /// methods.
     pub fn authenticate(self, signature: &str, _extra: &Dict) -> Result<Identity, AuthFailure> {
-        let matches: bool = signature
-            .as_bytes()
-            .ct_eq(self.expected.expose().as_bytes())
-            .into();
+        let matches = match &self.expected {
+            Expected::Secret(expected) => signature
+                .as_bytes()
+                .ct_eq(expected.expose().as_bytes())
+                .into(),
+            Expected::Cryptosign { challenge, pubkey } => {
+                cryptosign::signature_matches(challenge, pubkey, signature)
+            }
+        };
         match self.identity {
             Some(identity) if matches => Ok(identity),
             _ => Err(AuthFailure {
@@ -181,7 +207,7 @@ impl TicketConfig {
             method: "ticket",
             authid: authid.to_owned(),
             identity,
-            expected,
+            expected: Expected::Secret(expected),
         };
         AuthStep::Challenge {
             method: "ticket".to_owned(),
@@ -226,7 +252,7 @@ impl WampCraConfig {
             method: "wampcra",
             authid: authid.to_owned(),
             identity,
-            expected,
+            expected: Expected::Secret(expected),
         };
         AuthStep::Challenge {
             method: "wampcra".to_owned(),

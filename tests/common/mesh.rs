@@ -133,6 +133,7 @@ pub fn link_spec(to: &Node, realm: &str) -> LinkSpec {
         realm: realm.to_owned(),
         reconnect: FAST_RECONNECT,
         ticket: None,
+        cryptosign: None,
     }
 }
 

@@ -93,7 +93,7 @@ fn build_or_reuse_venv() -> PathBuf {
     );
     assert!(
         imports_ok(&venv),
-        "venv {} built but `import autobahn, cbor2, msgpack` fails",
+        "venv {} built but `import autobahn, cbor2, msgpack, nacl, autobahn.wamp.cryptosign` fails",
         venv.display()
     );
     fs::write(&marker, wanted).unwrap_or_else(|e| panic!("write {}: {e}", marker.display()));
@@ -126,7 +126,10 @@ fn imports_ok(venv: &Path) -> bool {
     let python = venv_python(venv);
     python.exists()
         && run_with_timeout(
-            Command::new(python).args(["-c", "import autobahn, cbor2, msgpack"]),
+            Command::new(python).args([
+                "-c",
+                "import autobahn, cbor2, msgpack, nacl, autobahn.wamp.cryptosign",
+            ]),
             Duration::from_secs(60),
         )
         .success()

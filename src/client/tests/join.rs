@@ -1,4 +1,4 @@
-//! Joining: handshake, HELLO contents, ticket and WAMP-CRA challenges, refusals.
+//! Joining: handshake, HELLO contents, ticket, WAMP-CRA and cryptosign challenges, refusals.
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -112,6 +112,40 @@ async fn ticket_challenge_is_answered_with_the_ticket() {
     .await
     .unwrap();
     assert_eq!(session.id().get(), 7);
+}
+
+#[tokio::test]
+async fn cryptosign_hello_carries_the_pubkey_and_the_challenge_is_signed() {
+    let key = crate::cryptosign::CryptosignKey::from_seed(&[3u8; 32]);
+    let pubkey = key.public_key();
+    for authid in [None, Some("client01")] {
+        let auth = ClientAuth::Cryptosign {
+            authid: authid.map(str::to_owned),
+            key: key.clone(),
+        };
+        let session = join_with(auth, |mut router, hello| async move {
+            assert_eq!(hello["authmethods"], Value::List(vec!["cryptosign".into()]));
+            assert_eq!(hello.get("authid").and_then(Value::as_str), authid);
+            let extra = hello["authextra"].as_dict().expect("authextra");
+            assert_eq!(extra["pubkey"], Value::from(pubkey.to_hex()));
+            let challenge = [0x5au8; 32];
+            let extra =
+                dict! { "challenge" => hex::encode(challenge), "channel_binding" => Value::Null };
+            let method = "cryptosign".to_owned();
+            router.send(Message::Challenge { method, extra }).await;
+            let signature = expect_authenticate(&mut router).await;
+            assert_eq!(signature.len(), 192);
+            assert_eq!(&signature[128..], hex::encode(challenge));
+            let raw = crate::cryptosign::decode_hex::<64>(&signature[..128]).expect("hex");
+            assert!(pubkey.verify(&challenge, &raw));
+            let session = super::id(7);
+            let details = welcome_details();
+            router.send(Message::Welcome { session, details }).await;
+            router
+        })
+        .await;
+        assert!(session.is_ok(), "authid = {authid:?}");
+    }
 }
 
 #[tokio::test]

@@ -35,6 +35,7 @@ pub struct AuthConfig {
     pub anonymous: Option<AnonymousConfig>,
     pub ticket: Option<TicketConfig>,
     pub wampcra: Option<WampCraConfig>,
+    pub cryptosign: Option<super::CryptosignConfig>,
 }
 
 /// `[listen.auth.anonymous]`: anyone may join, under this role.
@@ -133,6 +134,8 @@ pub enum AuthConfigError {
         principal: String,
         problem: &'static str,
     },
+    #[error("auth.cryptosign principal '{principal}': {problem}")]
+    Cryptosign { principal: String, problem: String },
 }
 
 impl AuthConfig {
@@ -150,6 +153,7 @@ impl AuthConfig {
             ("anonymous", self.anonymous.is_some()),
             ("ticket", self.ticket.is_some()),
             ("wampcra", self.wampcra.is_some()),
+            ("cryptosign", self.cryptosign.is_some()),
         ];
         enabled
             .into_iter()
@@ -158,9 +162,13 @@ impl AuthConfig {
             .collect()
     }
 
-    /// Replaces every `*_env` / `*_file` source by the secret it names and checks salting
-    /// options. The node calls it once at start (file paths are relative to the working dir).
+    /// Replaces every `*_env` / `*_file` source by the secret it names, checks salting options
+    /// and parses cryptosign keys (`authorized_keys`, `authorized_keys_file`). The node calls it
+    /// once at start (file paths are relative to the working dir).
     pub fn resolve_secrets(&mut self) -> Result<(), AuthConfigError> {
+        if let Some(cryptosign) = &mut self.cryptosign {
+            cryptosign.resolve_keys()?;
+        }
         for (name, p) in self.ticket.iter_mut().flat_map(|t| t.principals.iter_mut()) {
             let at = SecretPlace {
                 method: "ticket",
