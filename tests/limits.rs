@@ -8,14 +8,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use wampmesh::client::{ClientConfig, Session};
 use wampmesh::config::Config;
 use wampmesh::node::Node;
 use wampmesh::wamp::{Dict, Payload, Value};
+
+mod common;
+use common::raw::Raw;
 
 /// Every wait in this file is bounded by this.
 const WAIT: Duration = Duration::from_secs(5);
@@ -56,32 +57,11 @@ async fn stop(node: Node) {
     .expect("node shuts down");
 }
 
-/// Connects and sends the handshake `7F octet1 00 00`; returns the stream and the reply.
-async fn handshake(addr: &str, octet1: u8) -> (TcpStream, [u8; 4]) {
-    let mut stream = timeout(WAIT, TcpStream::connect(addr))
-        .await
-        .expect("connect in time")
-        .expect("connect");
-    stream
-        .write_all(&[0x7F, octet1, 0, 0])
-        .await
-        .expect("send handshake");
-    let mut reply = [0u8; 4];
-    timeout(WAIT, stream.read_exact(&mut reply))
-        .await
-        .expect("handshake reply in time")
-        .expect("handshake reply");
-    (stream, reply)
-}
-
-/// The router closes `stream` (EOF or reset) within `WAIT`, sending nothing more.
-async fn assert_closed(stream: &mut TcpStream) {
-    let mut buf = [0u8; 64];
-    match timeout(WAIT, stream.read(&mut buf)).await {
-        Err(_) => panic!("connection still open after {WAIT:?}"),
-        Ok(Ok(0)) | Ok(Err(_)) => {}
-        Ok(Ok(n)) => panic!("expected the close, got {:?}", &buf[..n]),
-    }
+/// Connects and sends the handshake `7F octet1 00 00`; returns the peer and the reply.
+async fn handshake(addr: &str, octet1: u8) -> (Raw, [u8; 4]) {
+    let mut raw = Raw::connect(addr, WAIT).await;
+    let reply = raw.handshake(octet1).await;
+    (raw, reply)
 }
 
 async fn client(addr: &str) -> Session {
@@ -105,7 +85,7 @@ async fn connection_over_the_per_address_limit_gets_7f40_then_close() {
     }
     let (mut refused, reply) = handshake(&addr, 0xF1).await;
     assert_eq!(reply, CONNECTION_LIMIT_REPLY);
-    assert_closed(&mut refused).await;
+    refused.expect_closed_silently().await;
     assert_eq!(node.metrics().handshake_failures("connection_limit"), 1);
 
     // A place frees up when a connection ends.
@@ -133,7 +113,7 @@ async fn session_over_max_sessions_gets_7f40_then_close() {
     let _second = client(&addr).await;
     let (mut refused, reply) = handshake(&addr, 0xF2).await;
     assert_eq!(reply, CONNECTION_LIMIT_REPLY);
-    assert_closed(&mut refused).await;
+    refused.expect_closed_silently().await;
     let error = Session::connect_tcp(&addr, ClientConfig::new("realm1"))
         .await
         .expect_err("the client library sees the refusal");
@@ -160,7 +140,7 @@ async fn client_announcing_less_than_min_peer_message_size_gets_7f20() {
     // L = 2: the client receives at most 2^11 = 2048 bytes.
     let (mut refused, reply) = handshake(&addr, 0x21).await;
     assert_eq!(reply, MAX_LENGTH_REPLY);
-    assert_closed(&mut refused).await;
+    refused.expect_closed_silently().await;
     assert_eq!(
         node.metrics().handshake_failures("max_length_unacceptable"),
         1
@@ -376,6 +356,6 @@ async fn healthy_client_keeps_working_while_a_flood_of_twice_the_limit_is_refuse
 }
 
 /// One flood connection: handshake, then the connection is kept (accepted ones hold a place).
-async fn handshake_and_hold(addr: String) -> (TcpStream, [u8; 4]) {
+async fn handshake_and_hold(addr: String) -> (Raw, [u8; 4]) {
     handshake(&addr, 0xF1).await
 }

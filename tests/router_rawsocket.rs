@@ -8,8 +8,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use wampmesh::client::{ClientConfig, Session, Subscription};
@@ -17,11 +15,11 @@ use wampmesh::config::Config;
 use wampmesh::node::Node;
 use wampmesh::wamp::{Dict, Message, Payload, Serializer, Value};
 
+mod common;
+use common::raw::{hello, Raw, PING, PONG};
+
 /// Every wait in this file is bounded by this, so a hang fails fast.
 const WAIT: Duration = Duration::from_secs(2);
-
-const PING: u8 = 1;
-const PONG: u8 = 2;
 
 /// A node config: one TCP listener on port 0 (plus `listen` keys), realm `realm1` open to
 /// anonymous, plus `extra` top-level tables.
@@ -60,167 +58,6 @@ async fn stop(node: Node) {
     )
     .await
     .expect("node shuts down");
-}
-
-/// A peer that speaks RawSocket byte by byte.
-struct Raw {
-    stream: TcpStream,
-    serializer: Serializer,
-    /// Largest frame we announced; a bigger one from the router fails the test.
-    max_receive: usize,
-}
-
-impl Raw {
-    async fn connect(addr: &str) -> Raw {
-        let stream = timeout(WAIT, TcpStream::connect(addr))
-            .await
-            .expect("connect in time")
-            .expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        Raw {
-            stream,
-            serializer: Serializer::Json,
-            max_receive: 1 << 24,
-        }
-    }
-
-    /// Connects and completes a handshake for `serializer` announcing 16 MiB.
-    async fn open(addr: &str, serializer: Serializer) -> Raw {
-        let mut raw = Raw::connect(addr).await;
-        let reply = raw.handshake(0xF0 | serializer.code()).await;
-        assert_eq!(reply[0], 0x7F, "magic in the reply");
-        assert_eq!(reply[1] & 0x0F, serializer.code(), "serializer echoed");
-        raw.serializer = serializer;
-        raw
-    }
-
-    /// Sends `7F octet1 00 00` and reads the 4-byte reply.
-    async fn handshake(&mut self, octet1: u8) -> [u8; 4] {
-        self.write(&[0x7F, octet1, 0, 0]).await;
-        let mut reply = [0u8; 4];
-        timeout(WAIT, self.stream.read_exact(&mut reply))
-            .await
-            .expect("handshake reply in time")
-            .expect("handshake reply");
-        self.max_receive = 1 << (9 + (octet1 >> 4));
-        reply
-    }
-
-    /// Writes bytes; a write error is ignored (the router may already have closed).
-    async fn write(&mut self, bytes: &[u8]) {
-        let _ = timeout(WAIT, self.stream.write_all(bytes)).await;
-    }
-
-    async fn write_frame(&mut self, kind: u8, payload: &[u8]) {
-        let len = payload.len();
-        let mut frame = vec![kind, (len >> 16) as u8, (len >> 8) as u8, len as u8];
-        frame.extend_from_slice(payload);
-        self.write(&frame).await;
-    }
-
-    async fn send(&mut self, message: &Message) {
-        let bytes = self.serializer.encode(message).expect("encode");
-        self.write_frame(0, &bytes).await;
-    }
-
-    async fn send_json(&mut self, text: &str) {
-        self.write_frame(0, text.as_bytes()).await;
-    }
-
-    /// The next frame, `Ok(None)` once the router closed the connection, `Err` on timeout.
-    async fn try_frame(&mut self, wait: Duration) -> Result<Option<(u8, Vec<u8>)>, ()> {
-        let mut header = [0u8; 4];
-        match timeout(wait, self.stream.read_exact(&mut header)).await {
-            Err(_) => return Err(()),
-            Ok(Err(_)) => return Ok(None),
-            Ok(Ok(_)) => {}
-        }
-        let len = ((header[1] as usize) << 16) | ((header[2] as usize) << 8) | header[3] as usize;
-        assert_eq!(
-            header[0] & 0xF8,
-            0,
-            "router set reserved frame bits: {header:?}"
-        );
-        assert!(
-            len <= self.max_receive,
-            "router sent a {len}-byte frame; we announced {}",
-            self.max_receive
-        );
-        let mut payload = vec![0u8; len];
-        match timeout(wait, self.stream.read_exact(&mut payload)).await {
-            Err(_) => Err(()),
-            Ok(Err(_)) => Ok(None),
-            Ok(Ok(_)) => Ok(Some((header[0], payload))),
-        }
-    }
-
-    async fn frame(&mut self) -> (u8, Vec<u8>) {
-        self.try_frame(WAIT)
-            .await
-            .expect("a frame in time")
-            .expect("connection open")
-    }
-
-    /// The next WAMP message (PONGs are not expected here and fail the test).
-    async fn recv(&mut self) -> Message {
-        let (kind, payload) = self.frame().await;
-        assert_eq!(kind, 0, "expected a message frame");
-        self.serializer
-            .decode(&payload)
-            .expect("router sends valid messages")
-    }
-
-    /// HELLO for `realm` -> WELCOME; returns the session id.
-    async fn join(&mut self, realm: &str) -> u64 {
-        self.send(&hello(realm)).await;
-        match self.recv().await {
-            Message::Welcome { session, .. } => session.get(),
-            other => panic!("expected WELCOME, got {other:?}"),
-        }
-    }
-
-    /// The next message is ABORT with `reason`, then the connection closes.
-    async fn expect_abort(&mut self, reason: &str) {
-        match self.recv().await {
-            Message::Abort { reason: got, .. } => assert_eq!(got, reason),
-            other => panic!("expected ABORT {reason}, got {other:?}"),
-        }
-        self.expect_closed().await;
-    }
-
-    /// The router closes the connection within `WAIT` (frames before the close are skipped).
-    async fn expect_closed(&mut self) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.try_frame(left).await {
-                Err(()) => panic!("connection still open after {WAIT:?}"),
-                Ok(None) => return,
-                Ok(Some(_)) => {}
-            }
-        }
-    }
-
-    /// The router closes the connection within `WAIT` without sending a single byte.
-    async fn expect_closed_silently(&mut self) {
-        let mut buf = [0u8; 16];
-        match timeout(WAIT, self.stream.read(&mut buf)).await {
-            Err(_) => panic!("connection still open after {WAIT:?}"),
-            Ok(Ok(0)) | Ok(Err(_)) => {}
-            Ok(Ok(n)) => panic!("expected no reply, got {:?}", &buf[..n]),
-        }
-    }
-}
-
-fn hello(realm: &str) -> Message {
-    let roles = wampmesh::dict! {
-        "publisher" => Dict::new(), "subscriber" => Dict::new(),
-        "caller" => Dict::new(), "callee" => Dict::new(),
-    };
-    Message::Hello {
-        realm: realm.into(),
-        details: wampmesh::dict! { "roles" => roles },
-    }
 }
 
 fn id(n: u64) -> wampmesh::wamp::Id {
@@ -283,7 +120,7 @@ impl Healthy {
 async fn handshake_reply_announces_our_max_and_echoes_the_serializer() {
     let (node, addr) = start("max_message_size = 65536", "").await;
     for (serializer, asked) in [(0xF1, 0x71), (0x02, 0x72), (0x53, 0x73)] {
-        let mut raw = Raw::connect(&addr).await;
+        let mut raw = Raw::connect(&addr, WAIT).await;
         // 65536 = 2^(9+7): L = 7, whatever the client announced.
         assert_eq!(raw.handshake(serializer).await, [0x7F, asked, 0, 0]);
     }
@@ -293,7 +130,7 @@ async fn handshake_reply_announces_our_max_and_echoes_the_serializer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_default_max_is_16_mib() {
     let (node, addr) = start("", "").await;
-    let mut raw = Raw::connect(&addr).await;
+    let mut raw = Raw::connect(&addr, WAIT).await;
     assert_eq!(raw.handshake(0xF1).await, [0x7F, 0xF1, 0, 0]);
     stop(node).await;
 }
@@ -301,11 +138,11 @@ async fn handshake_default_max_is_16_mib() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_serializer_is_refused_with_7f10() {
     let (node, addr) = start(r#"serializers = ["json"]"#, "").await;
-    let mut raw = Raw::connect(&addr).await;
+    let mut raw = Raw::connect(&addr, WAIT).await;
     assert_eq!(raw.handshake(0xF2).await, [0x7F, 0x10, 0, 0]);
     raw.expect_closed_silently().await;
     // Serializer codes nobody implements (UBJSON, reserved) get the same answer.
-    let mut raw = Raw::connect(&addr).await;
+    let mut raw = Raw::connect(&addr, WAIT).await;
     assert_eq!(raw.handshake(0xF4).await, [0x7F, 0x10, 0, 0]);
     raw.expect_closed_silently().await;
     stop(node).await;
@@ -315,13 +152,10 @@ async fn unsupported_serializer_is_refused_with_7f10() {
 async fn reserved_handshake_octets_are_refused_with_7f30() {
     let (node, addr) = start("", "").await;
     for reserved in [[0u8, 1], [1, 0], [0x80, 0x80]] {
-        let mut raw = Raw::connect(&addr).await;
-        raw.write(&[0x7F, 0xF1, reserved[0], reserved[1]]).await;
-        let mut reply = [0u8; 4];
-        timeout(WAIT, raw.stream.read_exact(&mut reply))
-            .await
-            .expect("reply in time")
-            .expect("reply");
+        let mut raw = Raw::connect(&addr, WAIT).await;
+        let reply = raw
+            .handshake_bytes([0x7F, 0xF1, reserved[0], reserved[1]])
+            .await;
         assert_eq!(reply, [0x7F, 0x30, 0, 0], "reserved octets {reserved:?}");
         raw.expect_closed_silently().await;
     }
@@ -331,7 +165,7 @@ async fn reserved_handshake_octets_are_refused_with_7f30() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_magic_closes_without_reply() {
     let (node, addr) = start("", "").await;
-    let mut raw = Raw::connect(&addr).await;
+    let mut raw = Raw::connect(&addr, WAIT).await;
     raw.write(b"GET / HTTP/1.1\r\n\r\n").await;
     raw.expect_closed_silently().await;
     stop(node).await;
@@ -340,7 +174,7 @@ async fn bad_magic_closes_without_reply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serializer_zero_closes_without_reply() {
     let (node, addr) = start("", "").await;
-    let mut raw = Raw::connect(&addr).await;
+    let mut raw = Raw::connect(&addr, WAIT).await;
     raw.write(&[0x7F, 0xF0, 0, 0]).await;
     raw.expect_closed_silently().await;
     stop(node).await;
@@ -357,12 +191,12 @@ async fn frames_with_reserved_bits_or_types_fail_the_connection() {
         [0x07, 0, 0, 2],
         [0x08, 0, 0, 2],
     ] {
-        let mut raw = Raw::open(&addr, Serializer::Json).await;
+        let mut raw = Raw::open(&addr, Serializer::Json, WAIT).await;
         raw.write(&header).await;
         raw.write(b"[]").await;
         raw.expect_closed().await;
         // The same after joining.
-        let mut raw = Raw::open(&addr, Serializer::Json).await;
+        let mut raw = Raw::open(&addr, Serializer::Json, WAIT).await;
         raw.join("realm1").await;
         raw.write(&header).await;
         raw.write(b"[]").await;
@@ -374,7 +208,7 @@ async fn frames_with_reserved_bits_or_types_fail_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frame_over_the_announced_max_fails_the_connection() {
     let (node, addr) = start("max_message_size = 1024", "").await;
-    let mut raw = Raw::connect(&addr).await;
+    let mut raw = Raw::connect(&addr, WAIT).await;
     assert_eq!(raw.handshake(0xF1).await, [0x7F, 0x11, 0, 0]);
     raw.serializer = Serializer::Json;
     raw.join("realm1").await;
@@ -392,7 +226,7 @@ async fn frame_over_the_announced_max_fails_the_connection() {
 
 /// Connects announcing L = 0 (512 bytes), as `serializer`, and joins `realm1`.
 async fn open_small(addr: &str, serializer: Serializer) -> Raw {
-    let mut raw = Raw::connect(addr).await;
+    let mut raw = Raw::connect(addr, WAIT).await;
     let reply = raw.handshake(serializer.code()).await;
     assert_eq!(reply, [0x7F, 0xF0 | serializer.code(), 0, 0]);
     assert_eq!(raw.max_receive, 512);
@@ -494,7 +328,7 @@ async fn json_client_announcing_512_bytes_can_join() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_is_answered_with_pong_echoing_the_payload() {
     let (node, addr) = start("", "").await;
-    let mut raw = Raw::open(&addr, Serializer::Json).await;
+    let mut raw = Raw::open(&addr, Serializer::Json, WAIT).await;
     // Before HELLO.
     raw.write_frame(PING, b"before-hello\x00\xff").await;
     assert_eq!(raw.frame().await, (PONG, b"before-hello\x00\xff".to_vec()));
@@ -540,7 +374,7 @@ async fn ping_is_answered_with_pong_echoing_the_payload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn router_sends_no_ping_on_its_own() {
     let (node, addr) = start("", "").await;
-    let mut raw = Raw::open(&addr, Serializer::Json).await;
+    let mut raw = Raw::open(&addr, Serializer::Json, WAIT).await;
     raw.join("realm1").await;
     // Idle for 2 s: nothing at all may arrive (the timeout is the expected outcome).
     assert_eq!(raw.try_frame(Duration::from_secs(2)).await, Err(()));
@@ -550,7 +384,7 @@ async fn router_sends_no_ping_on_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_timeout_closes_the_connection() {
     let (node, addr) = start("", "[limits]\nhello_timeout_ms = 300").await;
-    let mut raw = Raw::open(&addr, Serializer::Json).await;
+    let mut raw = Raw::open(&addr, Serializer::Json, WAIT).await;
     let started = Instant::now();
     raw.expect_closed().await;
     assert!(
@@ -563,7 +397,7 @@ async fn hello_timeout_closes_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_timeout_closes_the_connection() {
     let (node, addr) = start("handshake_timeout_ms = 300", "").await;
-    let mut raw = Raw::connect(&addr).await;
+    let mut raw = Raw::connect(&addr, WAIT).await;
     let started = Instant::now();
     raw.expect_closed_silently().await;
     assert!(
@@ -571,7 +405,7 @@ async fn handshake_timeout_closes_the_connection() {
         "closed before the handshake timeout"
     );
     // Half a handshake is no better.
-    let mut raw = Raw::connect(&addr).await;
+    let mut raw = Raw::connect(&addr, WAIT).await;
     raw.write(&[0x7F, 0xF1]).await;
     raw.expect_closed_silently().await;
     stop(node).await;
@@ -584,7 +418,7 @@ async fn protocol_violations_abort_only_the_offending_session() {
     healthy.check(0).await;
 
     // A message before HELLO.
-    let mut raw = Raw::open(&addr, Serializer::Json).await;
+    let mut raw = Raw::open(&addr, Serializer::Json, WAIT).await;
     raw.send_json(r#"[16,1,{},"com.healthy",[99]]"#).await;
     raw.expect_abort("wamp.error.protocol_violation").await;
     healthy.check(1).await;
@@ -601,7 +435,7 @@ async fn protocol_violations_abort_only_the_offending_session() {
         r#"[8,17,1,{},"com.err"]"#,
     ];
     for (n, violation) in violations.into_iter().enumerate() {
-        let mut raw = Raw::open(&addr, Serializer::Json).await;
+        let mut raw = Raw::open(&addr, Serializer::Json, WAIT).await;
         raw.join("realm1").await;
         raw.send_json(violation).await;
         raw.expect_abort("wamp.error.protocol_violation").await;
@@ -620,7 +454,7 @@ async fn malformed_hello_details_are_protocol_violations() {
         r#"[1,"realm1"]"#,
         r#"[1,7,{}]"#,
     ] {
-        let mut raw = Raw::open(&addr, Serializer::Json).await;
+        let mut raw = Raw::open(&addr, Serializer::Json, WAIT).await;
         raw.send_json(hello).await;
         raw.expect_abort("wamp.error.protocol_violation").await;
     }
@@ -631,7 +465,7 @@ async fn malformed_hello_details_are_protocol_violations() {
 async fn abort_from_the_client_ends_the_session_silently() {
     let (node, addr) = start("", "").await;
     let mut healthy = Healthy::new(&addr).await;
-    let mut raw = Raw::open(&addr, Serializer::Json).await;
+    let mut raw = Raw::open(&addr, Serializer::Json, WAIT).await;
     raw.join("realm1").await;
     raw.send_json(r#"[32,1,{},"com.healthy"]"#).await;
     assert!(matches!(raw.recv().await, Message::Subscribed { .. }));
@@ -683,7 +517,7 @@ async fn abort_from_the_client_ends_the_session_silently() {
 async fn unknown_realm_is_aborted_with_no_such_realm() {
     let (node, addr) = start("", "").await;
     for realm in ["realm2", "not a uri", "wampmesh.nope"] {
-        let mut raw = Raw::open(&addr, Serializer::Json).await;
+        let mut raw = Raw::open(&addr, Serializer::Json, WAIT).await;
         raw.send(&hello(realm)).await;
         raw.expect_abort("wamp.error.no_such_realm").await;
     }
@@ -717,7 +551,7 @@ async fn nesting_bombs_are_protocol_violations() {
     let mut healthy = Healthy::new(&addr).await;
     for (n, serializer) in Serializer::ALL.into_iter().enumerate() {
         for depth in [1_000, 100_000] {
-            let mut raw = Raw::open(&addr, serializer).await;
+            let mut raw = Raw::open(&addr, serializer, WAIT).await;
             raw.join("realm1").await;
             raw.write_frame(0, &nesting_bomb(serializer, depth)).await;
             raw.expect_abort("wamp.error.protocol_violation").await;
@@ -731,7 +565,7 @@ async fn nesting_bombs_are_protocol_violations() {
 async fn ids_above_2_pow_53_are_protocol_violations() {
     let (node, addr) = start("", "").await;
     // 2^53 itself is a valid request id.
-    let mut raw = Raw::open(&addr, Serializer::Json).await;
+    let mut raw = Raw::open(&addr, Serializer::Json, WAIT).await;
     raw.join("realm1").await;
     raw.send_json(r#"[32,9007199254740992,{},"com.ids"]"#).await;
     match raw.recv().await {
@@ -744,7 +578,7 @@ async fn ids_above_2_pow_53_are_protocol_violations() {
         r#"[48,0,{},"com.proc"]"#,
         r#"[34,1,9007199254740993]"#,
     ] {
-        let mut raw = Raw::open(&addr, Serializer::Json).await;
+        let mut raw = Raw::open(&addr, Serializer::Json, WAIT).await;
         raw.join("realm1").await;
         raw.send_json(message).await;
         raw.expect_abort("wamp.error.protocol_violation").await;
@@ -756,7 +590,7 @@ async fn ids_above_2_pow_53_are_protocol_violations() {
 async fn raw_session_round_trip_over_msgpack_and_cbor() {
     let (node, addr) = start("", "").await;
     for serializer in [Serializer::MsgPack, Serializer::Cbor] {
-        let mut raw = Raw::open(&addr, serializer).await;
+        let mut raw = Raw::open(&addr, serializer, WAIT).await;
         raw.join("realm1").await;
         raw.send(&Message::Subscribe {
             request: id(1),

@@ -1,7 +1,8 @@
 //! Shared helpers for the integration tests: free ports on 127.0.0.1, scratch directories and
 //! child processes with a deadline (here), a `NodeProcess` guard around the real `wampmesh node`
-//! binary (`node.rs`), and the pinned Python venv that interop tests run third-party clients
-//! from (`python.rs`). Use them as `common::free_port`, `common::NodeProcess`, ...
+//! binary (`node.rs`), the pinned Python venv that interop tests run third-party clients
+//! from (`python.rs`), and a hand-written RawSocket peer (`raw.rs`). Use them as
+//! `common::free_port`, `common::NodeProcess`, `common::raw::Raw`, ...
 //!
 //! Each test binary compiles this module on its own (`mod common;`), so helpers one binary does
 //! not use are not dead code.
@@ -11,6 +12,7 @@ pub mod mesh;
 mod node;
 mod node_js;
 mod python;
+pub mod raw;
 pub mod scrape;
 
 #[allow(unused_imports)] // each test binary uses a different subset
