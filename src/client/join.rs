@@ -64,10 +64,12 @@ pub(super) async fn join<S: AsyncRead + AsyncWrite + Unpin>(
         realm: config.realm.clone(),
         details: hello_details(config),
     };
-    // HELLO goes out with the handshake, saving a round trip, when it fits the smallest limit
-    // any router can announce; otherwise it waits for the router's limit in the reply.
-    let mut opening = FrameWriter::new(config.serializer, length_from_exponent(0));
-    let pipelined = opening.push(&hello).is_ok();
+    // HELLO goes out with the handshake, saving a round trip. Sending it before the router's
+    // limit is known changes no outcome: a HELLO over that limit fails the session either way
+    // (here, after the reply, with the sizes; at the router by closing the connection).
+    let mut opening = FrameWriter::new(config.serializer, usize::MAX);
+    opening.push(&hello)?;
+    let hello_size = opening.len() - 4;
     let mut first = handshake(config.serializer, announced).to_vec();
     first.extend_from_slice(opening.bytes());
     stream.write_all(&first).await?;
@@ -75,13 +77,15 @@ pub(super) async fn join<S: AsyncRead + AsyncWrite + Unpin>(
     let mut reply = [0u8; 4];
     stream.read_exact(&mut reply).await?;
     let router_max = read_handshake_reply(reply, config.serializer)?;
+    if hello_size > router_max {
+        return Err(ClientError::MessageTooLarge {
+            size: hello_size,
+            max: router_max,
+        });
+    }
     let mut codec = FrameCodec::new(announced, router_max);
     let mut read_buf = BytesMut::with_capacity(READ_CHUNK_MIN);
     let mut out = FrameWriter::new(config.serializer, codec.max_send);
-    if !pipelined {
-        out.push(&hello)?;
-        flush(&mut stream, &mut out).await?;
-    }
     loop {
         let frame = next_frame(&mut stream, &mut codec, &mut read_buf).await?;
         match frame.kind {

@@ -236,7 +236,7 @@ fn read(result: &mut ScenarioResult) {
         step("one SUBSCRIBE (a link needs none)"),
     ) {
         result.notes.push(format!(
-            "What a QUIC realm link costs: a new stream is free; the client sends the RawSocket handshake and HELLO together (HELLO fits the smallest limit a router can announce), so the handshake reply and WELCOME come back in one exchange: {j:.2} RTT. A link asks in HELLO to be attached at join (`_wampmesh.attach`), so the realm makes its channel subscription and invoke registration itself and the link is up at WELCOME; without that it would pay a SUBSCRIBE and a REGISTER after WELCOME ({sub:.2} RTT for one SUBSCRIBE here)."
+            "What a QUIC realm link costs: a new stream is free; the client sends the RawSocket handshake and HELLO together, so the handshake reply and WELCOME come back in one exchange: {j:.2} RTT. A link asks in HELLO to be attached at join (`_wampmesh.attach`), so the realm makes its channel subscription and invoke registration itself and the link is up at WELCOME; without that it would pay a SUBSCRIBE and a REGISTER after WELCOME ({sub:.2} RTT for one SUBSCRIBE here)."
         ));
     }
 }
