@@ -13,48 +13,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{
-    free_port, interop_dir, localhost, python_venv, run_with_timeout, venv_python, NodeProcess,
-};
+use common::{free_port, interop, interop_dir, python_venv, run_with_timeout, venv_python};
 
 /// The whole script for one serializer; it normally takes a few seconds.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn node_config(port: u16) -> String {
-    format!(
-        r#"[node]
-id = "interop"
-
-[[listen]]
-transport = "tcp"
-address = "127.0.0.1:{port}"
-serializers = ["json", "msgpack", "cbor"]
-[listen.auth.anonymous]
-role = "anonymous"
-[listen.auth.ticket.principals.alice]
-ticket = "secret-ticket"
-role = "user"
-[listen.auth.wampcra.users.bob]
-secret = "bob-secret"
-role = "user"
-[listen.auth.wampcra.users.carol]
-secret = "carol-secret"
-role = "user"
-salt = "salt123"
-iterations = 1000
-keylen = 32
-
-[[realm]]
-name = "realm1"
-[[realm.role]]
-name = "anonymous"
-permissions = [{{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }}]
-[[realm.role]]
-name = "user"
-permissions = [{{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }}]
-"#
-    )
-}
 
 fn script() -> PathBuf {
     interop_dir().join("autobahn_scenarios.py")
@@ -72,37 +34,18 @@ fn scenario_args() -> Vec<String> {
 }
 
 fn run_autobahn(serializer: &str) {
-    let python = venv_python(&python_venv());
     let port = free_port();
-    let mut node = NodeProcess::start(
+    let mut args = vec!["--serializer".to_owned(), serializer.to_owned()];
+    args.extend(scenario_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    interop::run_script(
         &format!("interop-autobahn-{serializer}"),
-        &node_config(port),
-        localhost(port),
-    );
-    let finished = run_with_timeout(
-        Command::new(&python)
-            .arg(script())
-            .args(["--port", &port.to_string(), "--serializer", serializer])
-            .args(scenario_args())
-            .env("PYTHONUNBUFFERED", "1"),
+        &interop::scenario_node_config("interop", "tcp", port),
+        port,
+        "autobahn_scenarios.py",
+        &args,
         SCRIPT_TIMEOUT,
-    );
-    let failed: Vec<&str> = finished
-        .stdout
-        .lines()
-        .filter(|line| line.starts_with("FAIL"))
-        .collect();
-    assert!(
-        finished.success(),
-        "autobahn-python ({serializer}) against wampmesh: {} failed check(s)\n{}\n\n{}",
-        failed.len(),
-        failed.join("\n"),
-        finished.report()
-    );
-    println!("{}", finished.stdout);
-    assert!(
-        node.is_running(),
-        "the node exited during the {serializer} interop run"
+        false,
     );
 }
 

@@ -8,13 +8,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{
-    free_port, interop_dir, localhost, python_venv, run_with_timeout, scratch_dir, venv_python,
-    NodeProcess,
-};
+use common::{free_port, interop, scratch_dir};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -49,50 +45,21 @@ permissions = [{{ uri = "", match = "prefix", call = true, register = true, publ
 }
 
 fn run_autobahn(serializer: &str) {
-    let python = venv_python(&python_venv());
     let dir = scratch_dir(&format!("interop-cryptosign-{serializer}"));
     let bob_keys = dir.join("bob.ed25519.pub");
     std::fs::write(&bob_keys, format!("# bob\n{BOB_PUBKEY} bob\n")).expect("write keys file");
     let port = free_port();
-    let mut node = NodeProcess::start(
+    let stdout = interop::run_script(
         &format!("interop-cryptosign-{serializer}"),
         &node_config(port, &bob_keys),
-        localhost(port),
-    );
-    let finished = run_with_timeout(
-        Command::new(&python)
-            .arg(interop_dir().join("autobahn_cryptosign.py"))
-            .args(["--port", &port.to_string(), "--serializer", serializer])
-            .env("PYTHONUNBUFFERED", "1"),
+        port,
+        "autobahn_cryptosign.py",
+        &["--serializer", serializer],
         SCRIPT_TIMEOUT,
+        false,
     );
-    let failed: Vec<&str> = finished
-        .stdout
-        .lines()
-        .filter(|line| line.starts_with("FAIL"))
-        .collect();
-    assert!(
-        finished.success(),
-        "autobahn-python cryptosign ({serializer}) against wampmesh: {} failed check(s)\n{}\n\n{}",
-        failed.len(),
-        failed.join("\n"),
-        finished.report()
-    );
-    assert!(
-        finished
-            .stdout
-            .lines()
-            .filter(|l| l.starts_with("PASS"))
-            .count()
-            >= 14,
-        "fewer checks ran than expected:\n{}",
-        finished.stdout
-    );
-    println!("{}", finished.stdout);
-    assert!(
-        node.is_running(),
-        "the node exited during the {serializer} cryptosign run"
-    );
+    let passed = stdout.lines().filter(|l| l.starts_with("PASS")).count();
+    assert!(passed >= 14, "fewer checks ran than expected:\n{stdout}");
 }
 
 #[test]

@@ -9,78 +9,17 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{
-    free_port, interop_dir, localhost, python_venv, run_with_timeout, venv_python, NodeProcess,
-};
+use common::{free_port, interop};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
 
-fn node_config(port: u16) -> String {
-    format!(
-        r#"[node]
-id = "interop-ws"
-
-[[listen]]
-transport = "websocket"
-address = "127.0.0.1:{port}"
-serializers = ["json", "msgpack", "cbor"]
-[listen.auth.anonymous]
-role = "anonymous"
-[listen.auth.ticket.principals.alice]
-ticket = "secret-ticket"
-role = "user"
-[listen.auth.wampcra.users.bob]
-secret = "bob-secret"
-role = "user"
-[listen.auth.wampcra.users.carol]
-secret = "carol-secret"
-role = "user"
-salt = "salt123"
-iterations = 1000
-keylen = 32
-
-[[realm]]
-name = "realm1"
-[[realm.role]]
-name = "anonymous"
-permissions = [{{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }}]
-[[realm.role]]
-name = "user"
-permissions = [{{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }}]
-"#
-    )
-}
-
-/// Runs one script against a fresh node; asserts it passed and printed its summary.
+/// Runs one script against a fresh node whose only listener is `websocket`.
 fn run_script(label: &str, script: &str, args: &[&str]) {
-    let python = venv_python(&python_venv());
     let port = free_port();
-    let mut node = NodeProcess::start(label, &node_config(port), localhost(port));
-    let finished = run_with_timeout(
-        Command::new(&python)
-            .arg(interop_dir().join(script))
-            .args(["--port", &port.to_string()])
-            .args(args)
-            .env("PYTHONUNBUFFERED", "1"),
-        SCRIPT_TIMEOUT,
-    );
-    let failed: Vec<&str> = finished
-        .stdout
-        .lines()
-        .filter(|line| line.starts_with("FAIL"))
-        .collect();
-    assert!(
-        finished.success() && finished.stdout.contains("all checks passed"),
-        "{label}: {} failed check(s)\n{}\n\n{}",
-        failed.len(),
-        failed.join("\n"),
-        finished.report()
-    );
-    println!("{}", finished.stdout);
-    assert!(node.is_running(), "the node exited during {label}");
+    let config = interop::scenario_node_config("interop-ws", "websocket", port);
+    interop::run_script(label, &config, port, script, args, SCRIPT_TIMEOUT, true);
 }
 
 fn run_scenarios(serializer: &str) {

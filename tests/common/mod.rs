@@ -1,13 +1,15 @@
 //! Shared helpers for the integration tests: free ports on 127.0.0.1, scratch directories and
 //! child processes with a deadline (here), a `NodeProcess` guard around the real `wampmesh node`
 //! binary (`node.rs`), the pinned Python venv that interop tests run third-party clients
-//! from (`python.rs`), and a hand-written RawSocket peer (`raw.rs`). Use them as
+//! from (`python.rs`) with the node config and script runner the autobahn tests share
+//! (`interop.rs`), and a hand-written RawSocket peer (`raw.rs`). Use them as
 //! `common::free_port`, `common::NodeProcess`, `common::raw::Raw`, ...
 //!
 //! Each test binary compiles this module on its own (`mod common;`), so helpers one binary does
 //! not use are not dead code.
 #![allow(dead_code)]
 
+pub mod interop;
 pub mod mesh;
 mod node;
 mod node_js;
