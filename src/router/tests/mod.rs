@@ -2,11 +2,12 @@
 //! This module owns the shared fixture (the realm config with its roles, the `session(n, role)`
 //! builder, the fake clock, [`Fixture`] and the EVENT helpers); one file per area below:
 //! pub/sub routing and black/white listing, refusals (URIs, authorization), the meta API's
-//! events and procedures, the realm's dispatch to the dealer (which has its own tests), and
-//! session leave.
+//! events and procedures, the realm's dispatch to the dealer (which has its own tests),
+//! session leave, and router links attached at join.
 
 mod authorization;
 mod leave;
+mod links;
 mod meta_events;
 mod meta_procedures;
 mod pubsub;
