@@ -13,7 +13,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{node_command, node_interop_dir, run_with_timeout};
+use common::{interop, node_command, node_interop_dir, run_with_timeout};
 use tokio::time::timeout;
 use wampmesh::client::{ClientConfig, Session};
 use wampmesh::config::Config;
@@ -23,29 +23,12 @@ use wampmesh::wamp::{Dict, Value};
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn config() -> Config {
-    let text = r#"
-[[listen]]
-transport = "websocket"
-address = "127.0.0.1:0"
-[listen.auth.anonymous]
-role = "anonymous"
-[listen.auth.ticket.principals.alice]
-ticket = "secret-ticket"
-role = "user"
-[listen.auth.wampcra.users.bob]
-secret = "bob-secret"
-role = "user"
-
-[[realm]]
-name = "realm1"
-[[realm.role]]
-name = "anonymous"
-permissions = [{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }]
-[[realm.role]]
-name = "user"
-permissions = [{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }]
-"#;
-    Config::from_toml_str(text).unwrap_or_else(|e| panic!("test config: {e}"))
+    let text = format!(
+        "{}{}",
+        interop::scenario_listener("websocket", "127.0.0.1:0"),
+        interop::OPEN_REALM
+    );
+    Config::from_toml_str(&text).unwrap_or_else(|e| panic!("test config: {e}"))
 }
 
 async fn run_autobahn_js(serializer: &'static str) {

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::interop::{self, OPEN_REALM};
 use common::mesh::{free_udp_ports, mesh_certs};
 use common::{
     free_ports, interop_dir, localhost, python_venv, run_with_timeout, venv_python, Finished,
@@ -49,27 +50,7 @@ impl LinkKind {
 /// The client listener of tests/interop_autobahn.rs (anonymous, alice, bob, carol), plus the
 /// `rlink` ticket principal of node1 on the node a tcp link dials.
 fn client_listener(port: u16, accepts_tcp_link: bool) -> String {
-    let mut text = format!(
-        r#"[[listen]]
-transport = "tcp"
-address = "127.0.0.1:{port}"
-serializers = ["json", "msgpack", "cbor"]
-[listen.auth.anonymous]
-role = "anonymous"
-[listen.auth.ticket.principals.alice]
-ticket = "secret-ticket"
-role = "user"
-[listen.auth.wampcra.users.bob]
-secret = "bob-secret"
-role = "user"
-[listen.auth.wampcra.users.carol]
-secret = "carol-secret"
-role = "user"
-salt = "salt123"
-iterations = 1000
-keylen = 32
-"#
-    );
+    let mut text = interop::scenario_listener("tcp", &format!("127.0.0.1:{port}"));
     if accepts_tcp_link {
         text.push_str(&format!(
             "[listen.auth.ticket.principals.node1]\nticket = \"{LINK_TICKET}\"\nrole = \"rlink\"\n"
@@ -77,17 +58,6 @@ keylen = 32
     }
     text
 }
-
-const REALM: &str = r#"
-[[realm]]
-name = "realm1"
-[[realm.role]]
-name = "anonymous"
-permissions = [{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }]
-[[realm.role]]
-name = "user"
-permissions = [{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }]
-"#;
 
 fn tls_section(certs: &Path, id: &str) -> String {
     format!(
@@ -125,12 +95,12 @@ impl LinkedPair {
                 let certs = mesh_certs("interop-mesh-certs", &["node1", "node2"]);
                 let quic2 = free_udp_ports(1)[0];
                 let node2 = format!(
-                    "[node]\nid = \"node2\"\n\n{}{}[[listen]]\ntransport = \"quic\"\naddress = \"127.0.0.1:{quic2}\"\nrequire_client_cert = true\n{REALM}",
+                    "[node]\nid = \"node2\"\n\n{}{}[[listen]]\ntransport = \"quic\"\naddress = \"127.0.0.1:{quic2}\"\nrequire_client_cert = true\n{OPEN_REALM}",
                     tls_section(&certs, "node2"),
                     client_listener(port2, false)
                 );
                 let node1 = format!(
-                    "[node]\nid = \"node1\"\n\n{}{}{REALM}{}",
+                    "[node]\nid = \"node1\"\n\n{}{}{OPEN_REALM}{}",
                     tls_section(&certs, "node1"),
                     client_listener(port1, false),
                     link_section(kind, quic2)
@@ -139,11 +109,11 @@ impl LinkedPair {
             }
             LinkKind::Tcp => {
                 let node2 = format!(
-                    "[node]\nid = \"node2\"\n\n{}{REALM}",
+                    "[node]\nid = \"node2\"\n\n{}{OPEN_REALM}",
                     client_listener(port2, true)
                 );
                 let node1 = format!(
-                    "[node]\nid = \"node1\"\n\n{}{REALM}{}",
+                    "[node]\nid = \"node1\"\n\n{}{OPEN_REALM}{}",
                     client_listener(port1, false),
                     link_section(kind, port2)
                 );

@@ -22,13 +22,17 @@ permissions = [{ uri = "", match = "prefix", call = true, register = true, publi
 
 /// A node `id` with one `transport` listener on `port` and the principals the scenarios use.
 pub fn scenario_node_config(id: &str, transport: &str, port: u16) -> String {
-    format!(
-        r#"[node]
-id = "{id}"
+    let listener = scenario_listener(transport, &format!("127.0.0.1:{port}"));
+    format!("[node]\nid = \"{id}\"\n\n{listener}{OPEN_REALM}")
+}
 
-[[listen]]
+/// A `[[listen]]` section (`transport` on `address`, every serializer) with the principals the
+/// scenarios use: anonymous, ticket `alice`, WAMP-CRA `bob` and salted `carol`.
+pub fn scenario_listener(transport: &str, address: &str) -> String {
+    format!(
+        r#"[[listen]]
 transport = "{transport}"
-address = "127.0.0.1:{port}"
+address = "{address}"
 serializers = ["json", "msgpack", "cbor"]
 [listen.auth.anonymous]
 role = "anonymous"
@@ -44,7 +48,7 @@ role = "user"
 salt = "salt123"
 iterations = 1000
 keylen = 32
-{OPEN_REALM}"#
+"#
     )
 }
 
