@@ -1,7 +1,8 @@
 //! RawSocket over TCP.
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::{Accept, TransportError};
 
@@ -10,8 +11,30 @@ pub async fn bind(
     address: &str,
     accept: Accept,
 ) -> Result<(&'static str, String, JoinHandle<()>), TransportError> {
+    let stop = accept.stop.clone();
+    listen("tcp", address, stop, move |stream, peer, local| {
+        let transport = crate::dict! { "type" => "rawsocket", "protocol" => "tcp", "peer" => peer, "local" => local };
+        let (reader, writer) = stream.into_split();
+        accept.spawn_session(reader, writer, transport);
+    })
+    .await
+}
+
+/// The accept loop every TCP-based listener (tcp, tls, websocket) shares: binds `address`,
+/// then hands each accepted connection (TCP_NODELAY on) to `on_connection` with its peer and
+/// local address until `stop` fires; a failed accept (EMFILE and friends) backs off instead
+/// of spinning. Returns `transport`, the bound address and the loop's task.
+pub async fn listen<F>(
+    transport: &'static str,
+    address: &str,
+    stop: CancellationToken,
+    mut on_connection: F,
+) -> Result<(&'static str, String, JoinHandle<()>), TransportError>
+where
+    F: FnMut(TcpStream, String, String) + Send + 'static,
+{
     let fail = |source| TransportError::Bind {
-        transport: "tcp",
+        transport,
         address: address.to_owned(),
         source,
     };
@@ -21,17 +44,14 @@ pub async fn bind(
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = accept.stop.cancelled() => break,
+                _ = stop.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        let transport = crate::dict! { "type" => "rawsocket", "protocol" => "tcp", "peer" => peer.to_string(), "local" => local.clone() };
-                        let (reader, writer) = stream.into_split();
-                        accept.spawn_session(reader, writer, transport);
+                        on_connection(stream, peer.to_string(), local.clone());
                     }
                     Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "tcp accept failed");
+                        tracing::warn!(error = %e, transport, "accept failed");
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     }
                 },
@@ -39,5 +59,5 @@ pub async fn bind(
         }
         drop(listener);
     });
-    Ok(("tcp", local_addr, task))
+    Ok((transport, local_addr, task))
 }

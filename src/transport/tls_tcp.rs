@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 use rustls::ServerConnection;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -23,35 +23,12 @@ pub async fn bind(
     tls: Arc<rustls::ServerConfig>,
     accept: Accept,
 ) -> Result<(&'static str, String, JoinHandle<()>), TransportError> {
-    let fail = |source| TransportError::Bind {
-        transport: "tls",
-        address: address.to_owned(),
-        source,
-    };
-    let listener = TcpListener::bind(address).await.map_err(fail)?;
-    let local = listener.local_addr().map_err(fail)?.to_string();
-    let local_addr = local.clone();
     let acceptor = TlsAcceptor::from(tls);
-    let task = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = accept.stop.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        spawn_connection(&accept, acceptor.clone(), stream, peer.to_string(), local.clone());
-                    }
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "tls accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                },
-            }
-        }
-        drop(listener);
-    });
-    Ok(("tls", local_addr, task))
+    let stop = accept.stop.clone();
+    super::tcp::listen("tls", address, stop, move |stream, peer, local| {
+        spawn_connection(&accept, acceptor.clone(), stream, peer, local);
+    })
+    .await
 }
 
 /// One accepted connection, tracked with the listener's connections and ending early on abort,

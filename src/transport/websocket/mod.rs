@@ -16,7 +16,7 @@ mod wire;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
@@ -52,14 +52,6 @@ pub async fn bind(
     tls: Option<Arc<rustls::ServerConfig>>,
     accept: Accept,
 ) -> Result<(&'static str, String, JoinHandle<()>), TransportError> {
-    let fail = |source| TransportError::Bind {
-        transport: "websocket",
-        address: address.to_owned(),
-        source,
-    };
-    let listener = TcpListener::bind(address).await.map_err(fail)?;
-    let local = listener.local_addr().map_err(fail)?.to_string();
-    let local_addr = local.clone();
     let acceptor = tls.map(TlsAcceptor::from);
     let mut rawsocket = (*accept.ctx.settings).clone();
     rawsocket.transport = if acceptor.is_some() { "tls" } else { "tcp" };
@@ -70,27 +62,11 @@ pub async fn bind(
             ..accept.ctx.clone()
         },
     };
-    let task = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = accept.stop.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        let peer = peer.to_string();
-                        spawn_connection(&accept, &contexts, acceptor.clone(), stream, peer, local.clone());
-                    }
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "websocket accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                },
-            }
-        }
-        drop(listener);
-    });
-    Ok(("websocket", local_addr, task))
+    let stop = accept.stop.clone();
+    super::tcp::listen("websocket", address, stop, move |stream, peer, local| {
+        spawn_connection(&accept, &contexts, acceptor.clone(), stream, peer, local);
+    })
+    .await
 }
 
 /// One accepted connection, tracked with the listener's connections and ending early on abort.
