@@ -138,6 +138,11 @@ async fn scrape_shows_sessions_realms_and_traffic_moving() {
     );
     let rss = value(&text, "process_resident_memory_bytes");
     assert!(rss > 1e6 && rss < 1e10, "a plausible RSS: {rss}");
+    let heap = value(&text, "wampmesh_heap_allocated_bytes");
+    assert!(
+        heap > 1e4 && heap < rss,
+        "a plausible heap in use: {heap} (RSS {rss})"
+    );
     // At least the realm tasks, the listener accept loop and the metrics responder.
     assert!(value(&text, "wampmesh_tasks_alive") >= 3.0, "{text}");
     let tcp_in = "wampmesh_messages_total{transport=\"tcp\",direction=\"in\"}";

@@ -1,5 +1,11 @@
-//! Process-level gauges for leak checks: resident memory (from `/proc/self/status`) and the
-//! tasks alive in the tokio runtime that serves the scrape.
+//! Process-level gauges for leak checks: resident memory (from `/proc/self/status`), the heap
+//! bytes the allocator holds for live allocations (glibc `mallinfo2`), and the tasks alive in
+//! the tokio runtime that serves the scrape.
+//!
+//! RSS alone cannot tell a leak from fragmentation: glibc keeps freed memory in its per-thread
+//! arenas and returns it to the kernel only now and then, so RSS after the same work moves by
+//! megabytes. The heap-in-use gauge counts only what is still allocated, so a leak shows in it
+//! and fragmentation does not.
 
 use std::fmt::Write as _;
 
@@ -25,6 +31,22 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// Bytes of heap in live allocations: glibc's `mallinfo2()` `uordblks` (in use in all arenas)
+/// plus `hblkhd` (large allocations served by their own mmap). `None` where the C library is
+/// not glibc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn heap_allocated_bytes() -> Option<u64> {
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct by value; it locks each
+    // arena while it sums it, so it is safe to call from any thread at any time.
+    let info = unsafe { libc::mallinfo2() };
+    Some((info.uordblks + info.hblkhd) as u64)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn heap_allocated_bytes() -> Option<u64> {
+    None
+}
+
 /// Tasks alive in the current tokio runtime (spawned and not yet finished; blocking-pool work
 /// is not counted). `None` outside a runtime.
 pub fn tasks_alive() -> Option<usize> {
@@ -32,8 +54,8 @@ pub fn tasks_alive() -> Option<usize> {
     Some(handle.metrics().num_alive_tasks())
 }
 
-/// Appends `process_resident_memory_bytes` and `wampmesh_tasks_alive` (each only when it can
-/// be read).
+/// Appends `process_resident_memory_bytes`, `wampmesh_heap_allocated_bytes` and
+/// `wampmesh_tasks_alive` (each only when it can be read).
 pub fn render(out: &mut String) {
     if let Some(rss) = resident_memory_bytes() {
         header(
@@ -43,6 +65,15 @@ pub fn render(out: &mut String) {
             "Resident memory size in bytes.",
         );
         let _ = writeln!(out, "process_resident_memory_bytes {rss}");
+    }
+    if let Some(heap) = heap_allocated_bytes() {
+        header(
+            out,
+            "wampmesh_heap_allocated_bytes",
+            "gauge",
+            "Heap bytes in live allocations (glibc mallinfo2: uordblks + hblkhd).",
+        );
+        let _ = writeln!(out, "wampmesh_heap_allocated_bytes {heap}");
     }
     if let Some(tasks) = tasks_alive() {
         header(
@@ -69,6 +100,20 @@ mod tests {
     #[test]
     fn this_process_has_memory() {
         assert!(resident_memory_bytes().is_some_and(|b| b > 0));
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn heap_gauge_follows_a_live_allocation() {
+        const SIZE: usize = 64 << 20;
+        let before = heap_allocated_bytes().expect("glibc");
+        let block = vec![1u8; SIZE];
+        let during = heap_allocated_bytes().expect("glibc");
+        drop(std::hint::black_box(block));
+        let after = heap_allocated_bytes().expect("glibc");
+        // Other tests allocate concurrently, so compare with slack far below the block size.
+        assert!(during >= before + SIZE as u64 / 2, "{before} -> {during}");
+        assert!(after + SIZE as u64 / 2 <= during, "{during} -> {after}");
     }
 
     #[tokio::test]

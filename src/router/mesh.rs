@@ -139,15 +139,41 @@ pub struct Mesh {
     own: BTreeSet<Interest>,
     neighbors: HashMap<SessionId, Neighbor>,
     known: HashMap<String, Known>,
-    seen: HashSet<(String, u64)>,
-    seen_order: VecDeque<(String, u64)>,
+    /// Recently forwarded publications per origin, for duplicate suppression.
+    seen: HashMap<String, Recent>,
+}
+
+/// The last `SEEN_CAPACITY` publication ids forwarded from one origin.
+#[derive(Debug, Default)]
+struct Recent {
+    ids: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl Recent {
+    /// Records `id`; false if it is among the remembered ones.
+    fn insert(&mut self, id: u64) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > SEEN_CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        true
+    }
 }
 
 /// Routes longer than this many hops count as none: it bounds how far stale routes to an
 /// origin that vanished can count up while they chase each other around a cycle.
 const MAX_HOPS: u64 = 64;
 
-/// How many forwarded publications are remembered for duplicate suppression.
+/// How many forwarded publications of one origin are remembered for duplicate suppression
+/// (about 24 bytes each): a copy that took a longer path is caught while fewer than this many
+/// newer publications of its origin came first. An origin's record is dropped with the origin
+/// (no route left to it), so a node that restarts does not leave its ids behind.
 const SEEN_CAPACITY: usize = 65_536;
 
 impl Mesh {
@@ -160,8 +186,7 @@ impl Mesh {
             own: BTreeSet::new(),
             neighbors: HashMap::new(),
             known: HashMap::new(),
-            seen: HashSet::new(),
-            seen_order: VecDeque::new(),
+            seen: HashMap::new(),
         }
     }
 
@@ -353,6 +378,7 @@ impl Mesh {
         };
         let Some((via, advert)) = after.map(|(via, hops)| (via, k.ad.to_dict(hops + 1))) else {
             self.known.remove(origin);
+            self.seen.remove(origin);
             return self
                 .ready_neighbors(from)
                 .map(|to| ChannelMessage {
@@ -428,16 +454,12 @@ impl Mesh {
 
     /// Records a forwarded publication; false if it was seen before (drop it).
     pub fn first_sighting(&mut self, origin: &str, publication: u64) -> bool {
-        let key = (origin.to_owned(), publication);
-        if !self.seen.insert(key.clone()) {
-            return false;
+        if let Some(recent) = self.seen.get_mut(origin) {
+            return recent.insert(publication);
         }
-        self.seen_order.push_back(key);
-        if self.seen_order.len() > SEEN_CAPACITY {
-            if let Some(old) = self.seen_order.pop_front() {
-                self.seen.remove(&old);
-            }
-        }
+        let mut recent = Recent::default();
+        recent.insert(publication);
+        self.seen.insert(origin.to_owned(), recent);
         true
     }
 
@@ -470,4 +492,58 @@ pub fn path_of(mesh: Option<&Dict>) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn advert(origin: &str) -> Dict {
+        Advertisement {
+            origin: origin.to_owned(),
+            epoch: 1,
+            seq: 1,
+            interest: BTreeSet::new(),
+        }
+        .to_dict(1)
+    }
+
+    #[test]
+    fn a_publication_is_forwarded_once_per_origin() {
+        let mut mesh = Mesh::new("n1", 1);
+        assert!(mesh.first_sighting("n2", 7));
+        assert!(!mesh.first_sighting("n2", 7));
+        assert!(mesh.first_sighting("n3", 7), "ids are per origin");
+        assert!(!mesh.first_sighting("n3", 7));
+    }
+
+    #[test]
+    fn each_origin_remembers_its_last_ids_only() {
+        let mut mesh = Mesh::new("n1", 1);
+        for id in 0..=SEEN_CAPACITY as u64 {
+            assert!(mesh.first_sighting("n2", id));
+        }
+        // A busy n2 does not push out n3's ids.
+        assert!(mesh.first_sighting("n3", 0));
+        assert!(
+            mesh.first_sighting("n2", 0),
+            "the oldest id of n2 was forgotten"
+        );
+        assert!(!mesh.first_sighting("n2", SEEN_CAPACITY as u64));
+        assert!(!mesh.first_sighting("n3", 0));
+        assert_eq!(mesh.seen["n2"].order.len(), SEEN_CAPACITY);
+    }
+
+    #[test]
+    fn an_unreachable_origin_takes_its_ids_along() {
+        let mut mesh = Mesh::new("n1", 1);
+        let link = Id::new(10).unwrap();
+        mesh.add_neighbor(link, "n2");
+        mesh.handle_channel(link, &advert("n2"));
+        assert_eq!(mesh.route_to("n2"), Some(link));
+        assert!(mesh.first_sighting("n2", 7));
+        mesh.remove_neighbor(link);
+        assert_eq!(mesh.route_to("n2"), None);
+        assert!(mesh.seen.is_empty(), "no record of a gone origin");
+    }
 }

@@ -47,13 +47,22 @@ pub async fn read(addr: &str, series: &str) -> f64 {
     value(&scrape(addr).await, series)
 }
 
-/// RSS and alive tokio tasks of the node serving `addr`.
-pub async fn rss_and_tasks(addr: &str) -> (f64, f64) {
+/// What a node holds, for leak checks: RSS, heap in live allocations, alive tokio tasks.
+#[derive(Clone, Copy, Debug)]
+pub struct Footprint {
+    pub rss: f64,
+    pub heap: f64,
+    pub tasks: f64,
+}
+
+/// The footprint of the node serving `addr`, from one scrape.
+pub async fn footprint(addr: &str) -> Footprint {
     let text = scrape(addr).await;
-    (
-        value(&text, "process_resident_memory_bytes"),
-        value(&text, "wampmesh_tasks_alive"),
-    )
+    Footprint {
+        rss: value(&text, "process_resident_memory_bytes"),
+        heap: value(&text, "wampmesh_heap_allocated_bytes"),
+        tasks: value(&text, "wampmesh_tasks_alive"),
+    }
 }
 
 pub const MIB: f64 = 1024.0 * 1024.0;
