@@ -42,6 +42,7 @@ pub mod management;
 pub mod metrics;
 pub mod node;
 pub mod rawsocket;
+pub mod reader;
 pub mod relay;
 pub mod router;
 pub mod session;

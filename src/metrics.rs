@@ -20,7 +20,7 @@ use crate::transport::admission::Admission;
 use crate::wamp::Value;
 
 mod http;
-mod process;
+pub mod process;
 
 /// Transport names sessions are counted under (`ListenerSettings::transport`); anything else
 /// is counted as `other`.

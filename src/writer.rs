@@ -11,6 +11,8 @@ use crate::rawsocket::{FrameCodec, FrameKind, RawSocketError};
 /// Payloads up to this size are copied next to their header; larger ones are written from
 /// the shared buffer itself.
 const COPY_BELOW: usize = 512;
+/// Staging buffer taken for a batch of frames (it grows if the batch needs more).
+const STAGING: usize = 4096;
 
 /// Queues frames, then writes them all in as few syscalls as possible.
 /// `flush` is cancel-safe: what was written is consumed, the rest stays queued.
@@ -27,13 +29,16 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         FrameWriter {
             io,
             codec,
-            staging: BytesMut::with_capacity(4096),
+            staging: BytesMut::new(),
             chunks: Vec::new(),
         }
     }
 
     /// Queues one frame; fails (and queues nothing) if it exceeds the peer's maximum.
     pub fn queue(&mut self, kind: FrameKind, payload: Bytes) -> Result<(), RawSocketError> {
+        if self.staging.capacity() == 0 {
+            self.staging.reserve(STAGING);
+        }
         if payload.len() < COPY_BELOW {
             return self.codec.encode_parts(kind, &payload, &mut self.staging);
         }
@@ -96,6 +101,9 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             }
         }
         self.chunks.clear();
+        // Written: give the staging buffer back (an idle session holds none); the next batch
+        // takes a new one.
+        self.staging = BytesMut::new();
         self.io.flush().await
     }
 

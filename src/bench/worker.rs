@@ -104,12 +104,18 @@ async fn settled() -> (u64, u64) {
     (rss_bytes(), open_fds())
 }
 
+/// Heap bytes in live allocations (0 where the C library cannot tell).
+fn heap() -> u64 {
+    crate::metrics::process::heap_allocated_bytes().unwrap_or(0)
+}
+
 /// Links `n` realms from a to b over `transport`, in batches, and measures time, memory, fds.
 async fn scale(transport: LinkTransport, n: usize) -> Result<Json, Error> {
     let certs = CertDir::new("scale")?;
     let b = fixture::start_node(certs.path(), "b").await?;
     let a = fixture::start_node(certs.path(), "a").await?;
     let (rss_start, fds_start) = settled().await;
+    let heap_start = heap();
     let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
     for node in [&a, &b] {
         let template = node.config().realm.first();
@@ -119,6 +125,7 @@ async fn scale(transport: LinkTransport, n: usize) -> Result<Json, Error> {
         }
     }
     let (rss_realms, fds_realms) = settled().await;
+    let heap_realms = heap();
     let port = match transport {
         LinkTransport::Quic => Port::QuicLinks,
         LinkTransport::Tcp => Port::Tcp,
@@ -172,6 +179,7 @@ async fn scale(transport: LinkTransport, n: usize) -> Result<Json, Error> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let (rss_links, fds_links) = settled().await;
+    let heap_links = heap();
     let handshakes = links
         .list()
         .first()
@@ -181,6 +189,7 @@ async fn scale(transport: LinkTransport, n: usize) -> Result<Json, Error> {
     let result = json!({
         "transport": transport.as_str(), "requested": n, "up": up, "failed": failed, "first_error": first_error,
         "seconds": seconds, "rss_start": rss_start, "rss_realms": rss_realms, "rss_links": rss_links,
+        "heap_start": heap_start, "heap_realms": heap_realms, "heap_links": heap_links,
         "fds_start": fds_start, "fds_realms": fds_realms, "fds_links": fds_links, "quic_handshakes": handshakes,
     });
     a.shutdown(Duration::from_secs(5)).await;

@@ -26,11 +26,8 @@ use crate::wamp::{Dict, Message, Serializer};
 pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest read buffer growth step (reads grow from `READ_CHUNK_MIN` while they fill it).
 pub(super) const READ_CHUNK: usize = 64 * 1024;
-/// First read buffer size: an idle session holds no buffer, a quiet one a small one.
+/// First read size (an idle session holds no read buffer at all).
 pub(super) const READ_CHUNK_MIN: usize = 4 * 1024;
-/// A buffer this large or larger is given back when it empties and the socket has nothing
-/// more: idle sessions (thousands of idle realm links) keep no burst-sized buffers.
-const KEEP_WHEN_IDLE: usize = 16 * 1024;
 /// Commands taken per round before the task reads and writes again.
 const COMMAND_BATCH: usize = 512;
 /// Socket reads per round.
@@ -101,7 +98,9 @@ impl FrameWriter {
     }
     pub fn consume(&mut self, n: usize) {
         self.buf.advance(n);
-        if self.buf.is_empty() && self.buf.capacity() >= KEEP_WHEN_IDLE {
+        // Written out: give the buffer back, so that an idle session (thousands of idle realm
+        // links) holds none; the next message takes a new one.
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
             self.buf = BytesMut::new();
         }
     }
@@ -297,7 +296,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
                 Poll::Ready(Err(e)) => return Err(self.lost(&e.to_string())),
                 Poll::Pending => {
-                    if self.read_buf.is_empty() && self.read_buf.capacity() >= KEEP_WHEN_IDLE {
+                    // Nothing more to read: an idle session holds no read buffer.
+                    if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
                         self.read_buf = BytesMut::new();
                     }
                     break;

@@ -92,7 +92,13 @@ pub(super) async fn join<S: AsyncRead + AsyncWrite + Unpin>(
             FrameKind::Ping => out.push_pong(&frame.payload),
             FrameKind::Pong => {}
             FrameKind::Message => match config.serializer.decode(&frame.payload) {
-                Ok(Message::Welcome { session, details }) => {
+                Ok(Message::Welcome {
+                    session,
+                    mut details,
+                }) => {
+                    if !config.keep_router_roles {
+                        details.remove("roles");
+                    }
                     flush(&mut stream, &mut out).await?;
                     return Ok(Joined {
                         stream,

@@ -151,6 +151,9 @@ pub struct ClientConfig {
     /// Bound of each subscription's, registration's and progressive call's queue (see the
     /// module docs for what happens when one is full). At least 1.
     pub queue_capacity: usize,
+    /// Keep the router's `roles` in [`Session::details`] (default). Sessions that never look
+    /// at them (realm links, tens of thousands of them) save the memory.
+    pub keep_router_roles: bool,
 }
 
 impl ClientConfig {
@@ -164,6 +167,7 @@ impl ClientConfig {
             authrole: None,
             hello_extra: Dict::new(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            keep_router_roles: true,
         }
     }
 
@@ -195,6 +199,12 @@ impl ClientConfig {
 
     pub fn with_queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity;
+        self
+    }
+
+    /// Drops WELCOME `roles` from [`Session::details`] (see `keep_router_roles`).
+    pub fn without_router_roles(mut self) -> Self {
+        self.keep_router_roles = false;
         self
     }
 }

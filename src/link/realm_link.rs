@@ -219,7 +219,9 @@ impl RealmLink {
     async fn connect_and_carry(&self, stop: &CancellationToken, attempt: &mut u32) -> String {
         let sides = tokio::select! {
             _ = stop.cancelled() => return "link stopped".to_owned(),
-            sides = self.connect() => sides,
+            // Boxed: the joins are large futures, and only while connecting; the task that
+            // carries an idle link for hours should not keep their room.
+            sides = Box::pin(self.connect()) => sides,
         };
         let (local, remote) = match sides {
             Ok(sides) => sides,

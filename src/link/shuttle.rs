@@ -47,7 +47,9 @@ impl Side {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let config = config.with_hello_extra(MESH_KEY, crate::dict! { "attach" => true });
+        let config = config
+            .with_hello_extra(MESH_KEY, crate::dict! { "attach" => true })
+            .without_router_roles();
         let channel = Id::new(CHANNEL_ID).expect("a valid id");
         let invoke = Id::new(INVOKE_ID).expect("a valid id");
         let (session, mut channels, mut invokes) =

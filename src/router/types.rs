@@ -14,8 +14,8 @@ pub struct SessionInfo {
     pub authrole: String,
     pub authmethod: String,
     pub authprovider: String,
-    /// `HELLO.Details.roles` as the client announced them.
-    pub roles: Dict,
+    /// The features routing consults, from `HELLO.Details.roles`.
+    pub features: Features,
     /// Transport facts for the session meta API (type, peer address, serializer).
     pub transport: Dict,
     /// HELLO asked (`_wampmesh.attach = true`) to be attached to the link channel and the
@@ -24,19 +24,37 @@ pub struct SessionInfo {
     pub attach_link: bool,
 }
 
-impl SessionInfo {
-    /// Did the client announce `roles.<role>.features.<feature> = true`?
-    pub fn supports(&self, role: &str, feature: &str) -> bool {
-        self.roles
-            .get(role)
-            .and_then(Value::as_dict)
-            .and_then(|r| r.get("features"))
-            .and_then(Value::as_dict)
-            .and_then(|f| f.get(feature))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    }
+/// The client features routing consults (from `HELLO.Details.roles`); the rest of what a client
+/// announces (often a kilobyte of feature flags) is not kept per session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    /// `callee.features.call_canceling`
+    pub callee_call_canceling: bool,
+    /// `callee.features.progressive_call_results`
+    pub callee_progressive_call_results: bool,
+}
 
+impl Features {
+    /// Reads the routed features out of `HELLO.Details.roles`.
+    pub fn from_roles(roles: Option<&Dict>) -> Features {
+        let set = |role: &str, feature: &str| {
+            roles
+                .and_then(|r| r.get(role))
+                .and_then(Value::as_dict)
+                .and_then(|r| r.get("features"))
+                .and_then(Value::as_dict)
+                .and_then(|f| f.get(feature))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        Features {
+            callee_call_canceling: set("callee", "call_canceling"),
+            callee_progressive_call_results: set("callee", "progressive_call_results"),
+        }
+    }
+}
+
+impl SessionInfo {
     /// The session as the meta API shows it (`wamp.session.get`, `on_join`).
     pub fn meta_details(&self) -> Dict {
         crate::dict! {
@@ -175,11 +193,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn iso8601_formats_utc() {
-        let now = Now {
-            instant: Instant::now(),
-            unix_ms: 1_403_455_901_643,
+    fn only_the_routed_callee_features_are_read() {
+        let hello = crate::dict! {
+            "caller" => crate::dict! { "features" => crate::dict! { "progressive_call_results" => true } },
+            "callee" => crate::dict! { "features" => crate::dict! {
+                "call_canceling" => true,
+                "progressive_call_results" => false,
+                "caller_identification" => true,
+            } },
         };
-        assert_eq!(now.iso8601(), "2014-06-22T16:51:41.643Z");
+        let expected = Features {
+            callee_call_canceling: true,
+            callee_progressive_call_results: false,
+        };
+        assert_eq!(Features::from_roles(Some(&hello)), expected);
+        assert_eq!(Features::from_roles(None), Features::default());
     }
 }

@@ -133,11 +133,9 @@ impl<T: super::wire::MessageWire> Connection<T> {
             authrole: identity.authrole,
             authmethod: identity.authmethod,
             authprovider: identity.authprovider,
-            roles: details
-                .get("roles")
-                .and_then(Value::as_dict)
-                .cloned()
-                .unwrap_or_default(),
+            features: crate::router::types::Features::from_roles(
+                details.get("roles").and_then(Value::as_dict),
+            ),
             transport,
             attach_link: details
                 .get(crate::router::mesh::MESH_KEY)

@@ -8,13 +8,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::FramedRead;
 
 use super::SessionEnd;
 use crate::metrics::TransportCounters;
 use crate::rawsocket::{FrameCodec, FrameKind};
+use crate::reader::FrameReader;
 use crate::writer::FrameWriter;
 
 /// Bytes of a RawSocket frame header, counted with every frame in the metrics.
@@ -52,7 +51,7 @@ pub(crate) trait MessageWire {
 
 /// RawSocket frames over a byte stream; answers PINGs through the single writer.
 pub(crate) struct RawSocketWire<R, W> {
-    frames: FramedRead<R, FrameCodec>,
+    frames: FrameReader<R>,
     out: FrameWriter<W>,
     counters: Arc<TransportCounters>,
     /// Messages and bytes queued since the last flush.
@@ -67,7 +66,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> RawSocketWire<R, W> {
         counters: Arc<TransportCounters>,
     ) -> Self {
         RawSocketWire {
-            frames: FramedRead::new(reader, codec.clone()),
+            frames: FrameReader::new(reader, codec.clone()),
             out: FrameWriter::new(writer, codec),
             counters,
             queued: (0, 0),
@@ -79,9 +78,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> MessageWire for RawSocketWire<
     async fn next_payload(&mut self) -> Result<Bytes, SessionEnd> {
         loop {
             let frame = match self.frames.next().await {
-                None => return Err(SessionEnd::Closed),
-                Some(Err(e)) => return Err(SessionEnd::ProtocolViolation(e.to_string())),
-                Some(Ok(frame)) => frame,
+                Ok(None) => return Err(SessionEnd::Closed),
+                Err(e) => return Err(SessionEnd::ProtocolViolation(e.to_string())),
+                Ok(Some(frame)) => frame,
             };
             let size = FRAME_HEADER + frame.payload.len();
             self.counters

@@ -71,6 +71,9 @@ pub async fn run(ctx: &Ctx) -> Result<ScenarioResult, Error> {
                 / (2.0 * *n as f64)
                 / 1024.0;
             c.push(&case, variant, "RSS per realm", "KiB", realm_rss);
+            let heap =
+                (field(&json, "heap_links") - field(&json, "heap_realms")) / up.max(1.0) / 1024.0;
+            c.push(&case, variant, "heap per link", "KiB", heap);
             c.push(
                 &case,
                 variant,

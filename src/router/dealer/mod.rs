@@ -116,12 +116,11 @@ struct CalleeSession {
 
 impl CalleeSession {
     fn new(info: &SessionInfo) -> CalleeSession {
-        let call_canceling = info.supports("callee", "call_canceling");
+        let call_canceling = info.features.callee_call_canceling;
         CalleeSession {
             invocation_ids: IdSequence::default(),
             call_canceling,
-            progressive_results: call_canceling
-                && info.supports("callee", "progressive_call_results"),
+            progressive_results: call_canceling && info.features.callee_progressive_call_results,
             registrations: HashSet::new(),
         }
     }

@@ -20,7 +20,7 @@ use crate::config::{Permission, RealmConfig, RoleConfig};
 use crate::dict;
 use crate::router::authorize::Authorizer;
 use crate::router::realm::Realm;
-use crate::router::types::{Delivery, Now, Outbox, SessionInfo};
+use crate::router::types::{Delivery, Features, Now, Outbox, SessionInfo};
 use crate::wamp::uri::MatchPolicy;
 use crate::wamp::{code, Dict, Id, Message, Payload, Value};
 
@@ -66,7 +66,9 @@ fn session(n: u64, role: &str) -> SessionInfo {
         authrole: role.to_owned(),
         authmethod: "anonymous".into(),
         authprovider: "static".into(),
-        roles: dict! { "callee" => dict! { "features" => features } },
+        features: Features::from_roles(Some(
+            &dict! { "callee" => dict! { "features" => features } },
+        )),
         transport: dict! { "type" => "fake" },
         attach_link: false,
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::Dealer;
 use crate::dict;
-use crate::router::types::{MetaEvent, Now, Outbox, SessionInfo};
+use crate::router::types::{Features, MetaEvent, Now, Outbox, SessionInfo};
 use crate::wamp::uri::reason;
 use crate::wamp::{code, Dict, Id, Message, Payload, Value};
 
@@ -28,7 +28,9 @@ pub(super) fn session(n: u64, callee_features: &[&str]) -> SessionInfo {
         authrole: "member".into(),
         authmethod: "anonymous".into(),
         authprovider: "static".into(),
-        roles: dict! { "callee" => dict! { "features" => features } },
+        features: Features::from_roles(Some(
+            &dict! { "callee" => dict! { "features" => features } },
+        )),
         transport: Dict::new(),
         attach_link: false,
     }
