@@ -1,6 +1,8 @@
 //! What handles send to the connection task, and the channel pair they send it over.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+
+use futures_util::task::AtomicWaker;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -14,9 +16,33 @@ use crate::wamp::{Dict, Id, Payload};
 pub(super) struct Link {
     /// Bounded: async operations wait here when the task is behind (backpressure).
     pub commands: mpsc::Sender<Command>,
-    /// Unbounded, for `Drop` impls that cannot wait (unsubscribe, unregister, unanswered
-    /// invocations). Only a handle's last act uses it, so it cannot grow without bound.
-    pub cleanup: mpsc::UnboundedSender<Command>,
+    /// For `Drop` impls that cannot wait (unsubscribe, unregister, unanswered invocations).
+    pub cleanup: std::sync::Arc<Cleanup>,
+}
+
+/// Unbounded, but only a handle's last act uses it, so it cannot grow without bound. A plain
+/// list and a waker rather than a channel: a channel takes its first block (2 KiB) at once,
+/// in every session, and most sessions never drop a handle before they end.
+#[derive(Default)]
+pub(super) struct Cleanup {
+    commands: Mutex<Vec<Command>>,
+    task: AtomicWaker,
+}
+
+impl Cleanup {
+    fn push(&self, command: Command) {
+        self.commands
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(command);
+        self.task.wake();
+    }
+
+    /// Takes what was queued and registers the task to be woken by the next push.
+    pub fn take(&self, cx: &std::task::Context<'_>) -> Vec<Command> {
+        self.task.register(cx.waker());
+        std::mem::take(&mut *self.commands.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 impl Link {
@@ -28,9 +54,9 @@ impl Link {
             .map_err(|_| ClientError::Closed)
     }
 
-    /// Queues a command from a `Drop` impl; lost only if the task is already gone.
+    /// Queues a command from a `Drop` impl; dropped unrun if the task is already gone.
     pub fn send_from_drop(&self, command: Command) {
-        let _ = self.cleanup.send(command);
+        self.cleanup.push(command);
     }
 
     /// Queues a command and waits for the task's answer.

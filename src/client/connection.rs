@@ -3,6 +3,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Sleep;
 use tokio_util::codec::Decoder;
 
-use super::command::{Command, Reply};
+use super::command::{Cleanup, Command, Reply};
 use super::deliver::Parked;
 use super::error::{ClientError, CloseReason};
 use super::inbound::Inbound;
@@ -128,7 +129,7 @@ pub(super) struct Connection<S> {
     pub out: FrameWriter,
     pub serializer: Serializer,
     pub commands: mpsc::Receiver<Command>,
-    pub cleanup: mpsc::UnboundedReceiver<Command>,
+    pub cleanup: Arc<Cleanup>,
     pub state: SessionState,
     commands_open: bool,
     parked: Option<Parked>,
@@ -149,7 +150,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         out: FrameWriter,
         serializer: Serializer,
         commands: mpsc::Receiver<Command>,
-        cleanup: mpsc::UnboundedReceiver<Command>,
+        cleanup: Arc<Cleanup>,
         state: SessionState,
     ) -> Self {
         Connection {
@@ -209,7 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Runs cleanup commands, then queued commands while the write buffer has room.
     fn poll_commands(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
-        while let Poll::Ready(Some(command)) = self.cleanup.poll_recv(cx) {
+        for command in self.cleanup.take(cx) {
             self.run_command(command);
             progress = true;
         }

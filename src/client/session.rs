@@ -7,7 +7,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use super::command::{CallEvent, CallReply, Command, Link};
+use super::command::{CallEvent, CallReply, Cleanup, Command, Link};
 use super::connection::{Connection, FrameWriter};
 use super::error::{ClientError, CloseReason};
 use super::join::join;
@@ -57,10 +57,10 @@ impl Session {
     {
         let joined = join(stream, &config).await?;
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
-        let (cleanup_tx, cleanup) = mpsc::unbounded_channel();
+        let cleanup = Arc::new(Cleanup::default());
         let link = Arc::new(Link {
             commands: commands_tx,
-            cleanup: cleanup_tx,
+            cleanup: cleanup.clone(),
         });
         let (closed_tx, closed) = watch::channel(None);
         let mut state = SessionState::new(Arc::downgrade(&link), config.queue_capacity);
