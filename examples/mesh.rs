@@ -8,37 +8,28 @@
 use std::time::Duration;
 
 use wampmesh::client::{ClientConfig, Session};
-use wampmesh::config::Config;
+use wampmesh::config::{templates, Config};
 use wampmesh::node::Node;
 use wampmesh::wamp::{Dict, Payload, Value};
 
 fn config(dir: &std::path::Path, id: &str, quic_port: u16, link_to: Option<u16>) -> Config {
-    let mut text = format!(
-        r#"[node]
-id = "{id}"
-[tls]
-ca = "{dir}/ca.pem"
-cert = "{dir}/{id}.pem"
-key = "{dir}/{id}.key"
-[[listen]]
+    // The node's id and certificates, then its listeners, then realm1 open to anonymous
+    // clients, then (node a) the link; `wampmesh::config::templates` writes the common parts.
+    let mut text = templates::node_tls(dir, id);
+    text.push_str(&format!(
+        r#"[[listen]]
 transport = "tcp"
 address = "127.0.0.1:0"
 [[listen]]
 transport = "quic"
 address = "127.0.0.1:{quic_port}"
 require_client_cert = true
-[[realm]]
-name = "realm1"
-[[realm.role]]
-name = "anonymous"
-permissions = [{{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }}]
-"#,
-        dir = dir.display()
-    );
+"#
+    ));
+    text.push_str(&templates::open_realm("realm1"));
     if let Some(port) = link_to {
-        text.push_str(&format!(
-            "[[link]]\npeer = \"b\"\naddress = \"127.0.0.1:{port}\"\nrealms = [\"realm1\"]\n"
-        ));
+        let address = format!("127.0.0.1:{port}");
+        text.push_str(&templates::link("b", &address, &["realm1"], None));
     }
     Config::from_toml_str(&text).expect("valid config")
 }

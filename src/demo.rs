@@ -66,14 +66,10 @@ fn node_config(
     quic: u16,
     links: &[(&str, u16)],
 ) -> Result<Config, DemoError> {
-    let mut text = format!(
-        r#"[node]
-id = "{id}"
-[tls]
-ca = "{dir}/ca.pem"
-cert = "{dir}/{id}.pem"
-key = "{dir}/{id}.key"
-[[listen]]
+    use crate::config::templates;
+    let mut text = templates::node_tls(dir, id);
+    text.push_str(&format!(
+        r#"[[listen]]
 transport = "tcp"
 address = "127.0.0.1:{tcp}"
 [listen.auth.anonymous]
@@ -85,17 +81,16 @@ role = "rlink"
 transport = "quic"
 address = "127.0.0.1:{quic}"
 require_client_cert = true
-[[realm]]
-name = "realm1"
-[[realm.role]]
-name = "anonymous"
-permissions = [{{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }}]
-"#,
-        dir = dir.display()
-    );
+"#
+    ));
+    text.push_str(&templates::open_realm("realm1"));
     for (peer, port) in links {
-        text.push_str(&format!(
-            "[[link]]\npeer = \"{peer}\"\naddress = \"127.0.0.1:{port}\"\nrealms = [\"realm1\"]\nreconnect = \"manual\"\n"
+        let address = format!("127.0.0.1:{port}");
+        text.push_str(&templates::link(
+            peer,
+            &address,
+            &["realm1"],
+            Some("\"manual\""),
         ));
     }
     Ok(Config::from_toml_str(&text)?)
@@ -481,7 +476,7 @@ async fn link_many(
             transport,
             realm: format!("{prefix}{i}"),
             reconnect: crate::config::ReconnectPolicy::Manual,
-            ticket: Some("demo".into()),
+            ticket: Some(crate::router::auth::Secret::new("demo")),
             cryptosign: None,
         })?;
     }

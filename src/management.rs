@@ -238,7 +238,7 @@ impl Services {
         let ticket = options
             .get("ticket")
             .and_then(Value::as_str)
-            .map(str::to_owned);
+            .map(crate::router::auth::Secret::new);
         let cryptosign = link_cryptosign_key(&options)?;
         self.links
             .start(LinkSpec {

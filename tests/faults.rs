@@ -338,7 +338,7 @@ async fn tcp_link_cut_and_healed_through_the_relay() {
     let mut spec = link_spec(&n2, REALM);
     spec.address = relay.local_addr().to_string();
     spec.transport = wampmesh::config::LinkTransport::Tcp;
-    spec.ticket = Some(TCP_LINK_TICKET.to_owned());
+    spec.ticket = Some(wampmesh::router::auth::Secret::new(TCP_LINK_TICKET));
     links_of(&n1).start(spec).expect("link through the relay");
     wait_link_up(&n1, "n2", REALM).await;
     let mut pair = Pair::start(n1, n2).await;

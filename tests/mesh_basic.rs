@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use wampmesh::client::{ClientConfig, Session};
-use wampmesh::config::Config;
+use wampmesh::config::{templates, Config};
 use wampmesh::node::Node;
 use wampmesh::wamp::{Dict, Payload, Value};
 
@@ -24,32 +24,26 @@ fn free_udp_port() -> u16 {
 }
 
 fn node_config(dir: &std::path::Path, id: &str, quic_port: u16, links: &[(&str, u16)]) -> Config {
-    let mut text = format!(
-        r#"
-[node]
-id = "{id}"
-[tls]
-ca = "{dir}/ca.pem"
-cert = "{dir}/{id}.pem"
-key = "{dir}/{id}.key"
-[[listen]]
+    let mut text = templates::node_tls(dir, id);
+    text.push_str(&format!(
+        r#"[[listen]]
 transport = "tcp"
 address = "127.0.0.1:0"
 [[listen]]
 transport = "quic"
 address = "127.0.0.1:{quic_port}"
 require_client_cert = true
-[[realm]]
-name = "realm1"
-[[realm.role]]
-name = "anonymous"
-permissions = [{{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }}]
-"#,
-        dir = dir.display()
-    );
+"#
+    ));
+    text.push_str(&templates::open_realm("realm1"));
     for (peer, port) in links {
-        text.push_str(&format!(
-            "[[link]]\npeer = \"{peer}\"\naddress = \"127.0.0.1:{port}\"\nrealms = [\"realm1\"]\nreconnect = {{ initial_ms = 50, max_ms = 500 }}\n"
+        let address = format!("127.0.0.1:{port}");
+        let reconnect = "{ initial_ms = 50, max_ms = 500 }";
+        text.push_str(&templates::link(
+            peer,
+            &address,
+            &["realm1"],
+            Some(reconnect),
         ));
     }
     Config::from_toml_str(&text).expect("config")

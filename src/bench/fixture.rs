@@ -63,14 +63,9 @@ impl Drop for CertDir {
 
 /// The TOML of bench node `id` (see the module docs for its listeners).
 pub fn node_toml(dir: &Path, id: &str) -> String {
-    format!(
-        r#"[node]
-id = "{id}"
-[tls]
-ca = "{dir}/ca.pem"
-cert = "{dir}/{id}.pem"
-key = "{dir}/{id}.key"
-[[listen]]
+    use crate::config::templates;
+    let listeners = format!(
+        r#"[[listen]]
 transport = "tcp"
 address = "127.0.0.1:0"
 [listen.auth.anonymous]
@@ -92,14 +87,10 @@ require_client_cert = true
 [limits]
 max_sessions = 1000000
 max_connections_per_address = 100000
-[[realm]]
-name = "{REALM}"
-[[realm.role]]
-name = "anonymous"
-permissions = [{{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }}]
-"#,
-        dir = dir.display()
-    )
+"#
+    );
+    let node = templates::node_tls(dir, id);
+    format!("{node}{listeners}{}", templates::open_realm(REALM))
 }
 
 /// Starts bench node `id`.
@@ -213,7 +204,7 @@ pub fn link_spec(realm: &str, transport: LinkTransport, address: &str) -> LinkSp
         transport,
         realm: realm.to_owned(),
         reconnect: ReconnectPolicy::Manual,
-        ticket: Some(TICKET.into()),
+        ticket: Some(crate::router::auth::Secret::new(TICKET)),
         cryptosign: None,
     }
 }

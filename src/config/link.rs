@@ -147,7 +147,7 @@ pub struct LinkConfig {
     /// Plain tcp links only (no certificate to prove who we are): the ticket this node
     /// presents, as authid = our node id, to a ticket principal with role `rlink` at the peer.
     #[serde(default)]
-    pub ticket: Option<String>,
+    pub ticket: Option<crate::router::auth::Secret>,
     /// A file holding this node's Ed25519 seed (64 hex characters; `wampmesh certs --ed25519`
     /// writes one). The link then answers a WAMP-Cryptosign challenge as authid = our node id,
     /// to a cryptosign principal with role `rlink` at the peer. Any transport: on quic and tls

@@ -12,6 +12,7 @@ mod link;
 mod listen;
 mod realm;
 mod sections;
+pub mod templates;
 #[cfg(test)]
 mod tests;
 

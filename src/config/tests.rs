@@ -360,3 +360,25 @@ fn websocket_tls_key_is_checked() {
         "already used",
     );
 }
+
+#[test]
+fn a_link_ticket_never_prints() {
+    let text = r#"
+[[listen]]
+transport = "tcp"
+address = "127.0.0.1:0"
+[[realm]]
+name = "realm1"
+[[link]]
+peer = "node2"
+address = "127.0.0.1:9000"
+transport = "tcp"
+realms = ["realm1"]
+ticket = "link-ticket-value"
+"#;
+    let config = Config::from_toml_str(text).expect("valid");
+    let ticket = config.link[0].ticket.as_ref().expect("a ticket");
+    assert_eq!(ticket.expose(), "link-ticket-value");
+    let printed = format!("{config:?}");
+    assert!(!printed.contains("link-ticket-value"), "{printed}");
+}

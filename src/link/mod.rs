@@ -35,7 +35,7 @@ pub struct LinkSpec {
     pub realm: String,
     pub reconnect: ReconnectPolicy,
     /// Ticket for plain tcp links (see `LinkConfig::ticket`).
-    pub ticket: Option<String>,
+    pub ticket: Option<crate::router::auth::Secret>,
     /// Ed25519 key the link signs a cryptosign challenge with, as authid = this node's id (see
     /// `LinkConfig::cryptosign_key_file`). `Debug` shows its public key only.
     pub cryptosign: Option<crate::cryptosign::CryptosignKey>,

@@ -350,7 +350,7 @@ fn peer_auth(spec: &LinkSpec, node: &str) -> ClientAuth {
         },
         (None, LinkTransport::Tcp, Some(ticket)) => ClientAuth::Ticket {
             authid: node.to_owned(),
-            ticket: ticket.clone(),
+            ticket: ticket.expose().to_owned(),
         },
         _ => ClientAuth::Anonymous,
     }

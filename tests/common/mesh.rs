@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use wampmesh::client::{CallResult, ClientConfig, ClientError, Session};
-use wampmesh::config::{Config, LinkTransport, ReconnectPolicy};
+use wampmesh::config::{templates, Config, LinkTransport, ReconnectPolicy};
 use wampmesh::link::{LinkManager, LinkSpec};
 use wampmesh::node::Node;
 use wampmesh::wamp::{Dict, Payload, Value};
@@ -62,15 +62,9 @@ pub fn node_toml(
     quic_port: u16,
     links: &[LinkTo],
 ) -> String {
-    let mut text = format!(
-        r#"
-[node]
-id = "{id}"
-[tls]
-ca = "{dir}/ca.pem"
-cert = "{dir}/{id}.pem"
-key = "{dir}/{id}.key"
-[[listen]]
+    let mut text = templates::node_tls(certs, id);
+    text.push_str(&format!(
+        r#"[[listen]]
 transport = "tcp"
 address = "127.0.0.1:{tcp_port}"
 [[listen]]
@@ -79,19 +73,13 @@ address = "127.0.0.1:{quic_port}"
 require_client_cert = true
 keep_alive_ms = 200
 idle_timeout_ms = 1500
-[[realm]]
-name = "{REALM}"
-[[realm.role]]
-name = "anonymous"
-permissions = [{{ uri = "", match = "prefix", call = true, register = true, publish = true, subscribe = true }}]
-"#,
-        dir = certs.display()
-    );
+"#
+    ));
+    text.push_str(&templates::open_realm(REALM));
     for link in links {
-        text.push_str(&format!(
-            "[[link]]\npeer = \"{}\"\naddress = \"127.0.0.1:{}\"\nrealms = [\"{REALM}\"]\nreconnect = {{ initial_ms = 50, max_ms = 500 }}\n",
-            link.peer, link.quic_port
-        ));
+        let address = format!("127.0.0.1:{}", link.quic_port);
+        let reconnect = Some("{ initial_ms = 50, max_ms = 500 }");
+        text.push_str(&templates::link(&link.peer, &address, &[REALM], reconnect));
     }
     text
 }
