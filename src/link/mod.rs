@@ -6,6 +6,7 @@
 //! works again on the same object. Reconnecting is the policy the user chose: backoff with
 //! jitter, or manual.
 
+mod local;
 mod peer;
 mod realm_link;
 pub mod shuttle;
@@ -89,7 +90,8 @@ type OnClose = Arc<dyn Fn(&LinkEvent) + Send + Sync>;
 /// Everything a realm link needs from its node.
 pub(crate) struct LinkContext {
     pub node: String,
-    /// The node's in-process listener (links join local realms through it).
+    /// The node's in-process session context: its realms (which links join directly), the
+    /// queue bound for sessions and the metrics.
     pub local: SessionContext,
     pub tracker: TaskTracker,
     pub quic: Option<QuicConnector>,
@@ -110,20 +112,6 @@ impl LinkContext {
                 .entry(key)
                 .or_insert_with(|| Arc::new(PeerConnection::new(peer, address))),
         )
-    }
-
-    /// A byte stream into this node's own in-process listener.
-    pub fn local_stream(&self) -> tokio::io::DuplexStream {
-        let (client, server) = tokio::io::duplex(256 * 1024);
-        let (reader, writer) = tokio::io::split(server);
-        let ctx = self.local.clone();
-        let transport = crate::dict! { "type" => "local", "protocol" => "in-process" };
-        self.tracker.spawn(async move {
-            if let Err(end) = crate::session::serve(reader, writer, transport, ctx).await {
-                tracing::debug!(reason = %end, "in-process session ended");
-            }
-        });
-        client
     }
 
     pub fn report(&self, event: LinkEvent) {

@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientAuth, ClientConfig};
 use crate::config::{LinkTransport, ReconnectPolicy};
-use crate::router::mesh::LINK_ROLE;
 use crate::transport::tls_tcp;
 use crate::wamp::{Dict, Serializer, Value};
 
+use super::local::LocalSide;
 use super::shuttle::{self, LinkCounters, Side};
 use super::{LinkContext, LinkEvent, LinkSpec};
 
@@ -252,7 +252,7 @@ impl RealmLink {
     }
 
     /// Joins the realm on the peer and locally and attaches both sides to the link channel.
-    async fn connect(&self) -> Result<(Side, Side), String> {
+    async fn connect(&self) -> Result<(LocalSide, Side), String> {
         let (remote, local) = tokio::join!(self.join_peer(), self.join_local());
         Ok((local?, remote?))
     }
@@ -324,17 +324,9 @@ impl RealmLink {
         })
     }
 
-    /// Joins the local realm through the node's in-process listener.
-    async fn join_local(&self) -> Result<Side, String> {
-        let stream = self.context.local_stream();
-        let config = ClientConfig::new(&self.spec.realm)
-            .with_serializer(Serializer::MsgPack)
-            .with_authrole(LINK_ROLE)
-            .with_hello_extra(
-                "authextra",
-                crate::dict! { "peer" => self.spec.peer.clone() },
-            );
-        Side::join(stream, config)
+    /// Joins the local realm: the link session is attached to the realm task directly.
+    async fn join_local(&self) -> Result<LocalSide, String> {
+        LocalSide::join(&self.context.local, &self.spec.realm, &self.spec.peer)
             .await
             .map_err(|e| format!("joining local realm {}: {e}", self.spec.realm))
     }

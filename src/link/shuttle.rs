@@ -1,5 +1,6 @@
-//! The shuttle of one realm link: two client sessions (one joined to the local realm, one to
-//! the peer's) and everything that crosses between them, in both directions.
+//! The shuttle of one realm link: the link's session on the local realm ([`LocalSide`], attached
+//! to the realm task directly) and its client session on the peer's realm (over the QUIC stream
+//! or TCP connection), and everything that crosses between them, in both directions.
 //!
 //! Each realm sends its side's link session channel EVENTs (interest advertisements and
 //! publications to forward) and INVOCATIONs of `wampmesh.link.invoke` (calls routed through the
@@ -7,6 +8,7 @@
 //! other, and an INVOCATION into a CALL whose results, errors and cancellation it relays back.
 //! All routing decisions are made by the realms; the shuttle only carries.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -16,11 +18,14 @@ use tokio_util::task::TaskTracker;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::client::{
-    ClientConfig, ClientError, Event, Invocation, Registration, Session, Subscription,
+    CallResult, ClientConfig, ClientError, Invocation, PendingCall, Registration, Session,
+    Subscription,
 };
 use crate::router::mesh::{CHANNEL_ID, CHANNEL_TOPIC, INVOKE_ID, MESH_KEY};
 use crate::wamp::uri::reason;
 use crate::wamp::{Dict, Id, Payload, Value};
+
+use super::local::{FromRealm, LocalCall, LocalCaller, LocalInvocation, LocalSide};
 
 /// Counters of one link, as `wampmesh.link.list` reports them.
 #[derive(Debug, Default)]
@@ -31,7 +36,8 @@ pub struct LinkCounters {
     pub messages_out: AtomicU64,
 }
 
-/// One side of the link: a joined session with its channel subscription and invoke registration.
+/// The peer's side of the link: a joined client session with its channel subscription and
+/// invoke registration.
 pub struct Side {
     pub session: Session,
     channel: Subscription,
@@ -78,45 +84,46 @@ impl Side {
 
 /// Carries traffic until one side ends or `stop` fires; returns why it ended.
 pub async fn run(
-    mut local: Side,
+    mut local: LocalSide,
     mut remote: Side,
     counters: Arc<LinkCounters>,
     forward: super::Forwarding,
     stop: CancellationToken,
 ) -> String {
     let calls = TaskTracker::new();
+    let caller = local.caller();
     let reason = loop {
         tokio::select! {
             _ = stop.cancelled() => break "link stopped".to_owned(),
-            event = local.channel.next() => match event {
-                Some(event) => {
+            from = local.next() => match from {
+                FromRealm::Channel { details, payload } => {
                     counters.messages_out.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = relay_event(&remote.session, event, forward).await {
+                    let Some(body) = channel_body(&details, forward) else { continue };
+                    let options = crate::dict! { MESH_KEY => body };
+                    if let Err(e) = remote.session.publish(CHANNEL_TOPIC, payload, options).await {
                         break format!("peer session failed: {e}");
                     }
                 }
-                None => break "local session ended".to_owned(),
+                FromRealm::Invocation(invocation) => {
+                    counters.messages_out.fetch_add(1, Ordering::Relaxed);
+                    calls.spawn(relay_call(invocation, remote.session.clone(), forward));
+                }
+                FromRealm::Ended(why) => break format!("local session ended: {why}"),
             },
             event = remote.channel.next() => match event {
                 Some(event) => {
                     counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = relay_event(&local.session, event, forward).await {
+                    let Some(body) = channel_body(&event.details, forward) else { continue };
+                    if let Err(e) = local.publish_channel(body, event.payload).await {
                         break format!("local session failed: {e}");
                     }
                 }
                 None => break "peer session ended".to_owned(),
             },
-            invocation = local.invoke.next() => match invocation {
-                Some(invocation) => {
-                    counters.messages_out.fetch_add(1, Ordering::Relaxed);
-                    calls.spawn(relay_call(invocation, remote.session.clone(), forward));
-                }
-                None => break "local session ended".to_owned(),
-            },
             invocation = remote.invoke.next() => match invocation {
                 Some(invocation) => {
                     counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                    calls.spawn(relay_call(invocation, local.session.clone(), forward));
+                    calls.spawn(relay_call(invocation, caller.clone(), forward));
                 }
                 None => break "peer session ended".to_owned(),
             },
@@ -125,47 +132,152 @@ pub async fn run(
     };
     // Calls in flight end with an error from the closing sessions, not silence. A peer that
     // no longer answers must not hold the stop up (its QUIC idle timeout can be long).
+    local.leave().await;
     let leave = std::time::Duration::from_secs(2);
-    let _ = tokio::time::timeout(leave, local.session.leave(reason::CLOSE_NORMAL)).await;
     let _ = tokio::time::timeout(leave, remote.session.leave(reason::CLOSE_NORMAL)).await;
     calls.close();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), calls.wait()).await;
     reason
 }
 
-/// A channel EVENT from one realm becomes a channel PUBLISH into the other.
-async fn relay_event(
-    target: &Session,
-    event: Event,
-    forward: super::Forwarding,
-) -> Result<(), ClientError> {
-    let Some(body) = event.details.get(MESH_KEY).cloned() else {
-        return Ok(());
-    };
+/// The `_wampmesh` body of a channel EVENT, if it is to be carried: advertisements always,
+/// publications only when the link forwards events.
+fn channel_body(details: &Dict, forward: super::Forwarding) -> Option<Value> {
+    let body = details.get(MESH_KEY)?;
     let is_publication = body
         .as_dict()
         .and_then(|b| b.get("type"))
         .and_then(Value::as_str)
         == Some("publish");
-    if is_publication && !forward.events {
-        return Ok(());
+    (!is_publication || forward.events).then(|| body.clone())
+}
+
+/// An INVOCATION the link answers: from the local realm or from the peer's.
+trait Answer: Send + 'static {
+    fn details(&self) -> &Dict;
+    fn payload(&self) -> &Payload;
+    fn progress(&self, payload: Payload) -> impl Future<Output = Result<(), ClientError>> + Send;
+    fn result(self, payload: Payload) -> impl Future<Output = Result<(), ClientError>> + Send;
+    fn error(
+        self,
+        error: &str,
+        payload: Payload,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send;
+    /// Resolves with the INTERRUPT mode once the caller canceled.
+    fn interrupted(&mut self) -> impl Future<Output = String> + Send;
+}
+
+/// Where the link places the CALL for an invocation: the other realm.
+trait Target: Send + 'static {
+    type Call: Pending;
+    fn call(
+        &self,
+        procedure: &str,
+        payload: Payload,
+        options: Dict,
+    ) -> impl Future<Output = Result<Self::Call, ClientError>> + Send;
+}
+
+/// A CALL in flight.
+trait Pending: Send {
+    fn next(&mut self) -> impl Future<Output = Option<Result<CallResult, ClientError>>> + Send;
+    fn cancel(&self, mode: &str) -> impl Future<Output = Result<(), ClientError>> + Send;
+}
+
+impl Answer for Invocation {
+    fn details(&self) -> &Dict {
+        &self.details
     }
-    let options = crate::dict! { MESH_KEY => body };
-    target
-        .publish(CHANNEL_TOPIC, event.payload, options)
-        .await
-        .map(|_| ())
+    fn payload(&self) -> &Payload {
+        &self.payload
+    }
+    async fn progress(&self, payload: Payload) -> Result<(), ClientError> {
+        Invocation::progress(self, payload).await
+    }
+    async fn result(self, payload: Payload) -> Result<(), ClientError> {
+        Invocation::result(self, payload).await
+    }
+    async fn error(self, error: &str, payload: Payload) -> Result<(), ClientError> {
+        Invocation::error(self, error, payload).await
+    }
+    async fn interrupted(&mut self) -> String {
+        Invocation::interrupted(self).await;
+        self.interrupt_mode().unwrap_or_else(|| "killnowait".into())
+    }
+}
+
+impl Answer for LocalInvocation {
+    fn details(&self) -> &Dict {
+        &self.details
+    }
+    fn payload(&self) -> &Payload {
+        &self.payload
+    }
+    async fn progress(&self, payload: Payload) -> Result<(), ClientError> {
+        LocalInvocation::progress(self, payload).await
+    }
+    async fn result(self, payload: Payload) -> Result<(), ClientError> {
+        LocalInvocation::result(self, payload).await
+    }
+    async fn error(self, error: &str, payload: Payload) -> Result<(), ClientError> {
+        LocalInvocation::error(self, error, payload).await
+    }
+    async fn interrupted(&mut self) -> String {
+        LocalInvocation::interrupted(self).await
+    }
+}
+
+impl Target for Session {
+    type Call = PendingCall;
+    async fn call(
+        &self,
+        procedure: &str,
+        payload: Payload,
+        options: Dict,
+    ) -> Result<PendingCall, ClientError> {
+        self.call_cancellable(procedure, payload, options).await
+    }
+}
+
+impl Target for LocalCaller {
+    type Call = LocalCall;
+    async fn call(
+        &self,
+        procedure: &str,
+        payload: Payload,
+        options: Dict,
+    ) -> Result<LocalCall, ClientError> {
+        LocalCaller::call(self, procedure, payload, options).await
+    }
+}
+
+impl Pending for PendingCall {
+    async fn next(&mut self) -> Option<Result<CallResult, ClientError>> {
+        PendingCall::next(self).await
+    }
+    async fn cancel(&self, mode: &str) -> Result<(), ClientError> {
+        PendingCall::cancel(self, mode).await
+    }
+}
+
+impl Pending for LocalCall {
+    async fn next(&mut self) -> Option<Result<CallResult, ClientError>> {
+        LocalCall::next(self).await
+    }
+    async fn cancel(&self, mode: &str) -> Result<(), ClientError> {
+        LocalCall::cancel(self, mode).await
+    }
 }
 
 /// An INVOCATION from one realm becomes a CALL into the other; answers flow back.
-async fn relay_call(invocation: Invocation, target: Session, forward: super::Forwarding) {
+async fn relay_call(mut invocation: impl Answer, target: impl Target, forward: super::Forwarding) {
     if !forward.calls {
         let _ = invocation
             .error(reason::NO_SUCH_PROCEDURE, Payload::default())
             .await;
         return;
     }
-    let details = &invocation.details;
+    let details = invocation.details();
     let Some(procedure) = details
         .get("procedure")
         .and_then(Value::as_str)
@@ -188,10 +300,8 @@ async fn relay_call(invocation: Invocation, target: Session, forward: super::For
     if let Some(mesh) = details.get(MESH_KEY) {
         options.insert(MESH_KEY.into(), mesh.clone());
     }
-    let mut pending = match target
-        .call_cancellable(&procedure, invocation.payload.clone(), options)
-        .await
-    {
+    let payload = invocation.payload().clone();
+    let mut pending = match target.call(&procedure, payload, options).await {
         Ok(pending) => pending,
         Err(e) => return answer_error(invocation, e).await,
     };
@@ -211,16 +321,15 @@ async fn relay_call(invocation: Invocation, target: Session, forward: super::For
                 Some(Err(e)) => return answer_error(invocation, e).await,
                 None => return answer_error(invocation, ClientError::Closed).await,
             },
-            _ = invocation.interrupted(), if !interrupted => {
+            mode = invocation.interrupted(), if !interrupted => {
                 interrupted = true;
-                let mode = invocation.interrupt_mode().unwrap_or_else(|| "killnowait".into());
                 let _ = pending.cancel(&mode).await;
             }
         }
     }
 }
 
-async fn answer_error(invocation: Invocation, error: ClientError) {
+async fn answer_error(invocation: impl Answer, error: ClientError) {
     match error {
         ClientError::Wamp { error, payload, .. } => {
             let _ = invocation.error(&error, payload).await;

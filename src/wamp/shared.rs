@@ -28,6 +28,11 @@ impl SharedMessage {
         &self.message
     }
 
+    /// The message itself, for a receiver that holds the only reference (no copy).
+    pub fn into_message(self) -> Message {
+        self.message
+    }
+
     /// The bytes for `serializer`, encoded on first use and shared after.
     pub fn encoded(&self, serializer: Serializer) -> Result<Bytes, CodecError> {
         let slot = &self.encoded[serializer.index()];
