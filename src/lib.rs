@@ -11,7 +11,7 @@
 //! | [`router`] | synchronous state machines fed with `handle_*` and the time: [`router::realm::Realm`] (dispatch, authorization), [`router::broker`], [`router::dealer`], [`router::meta`] (meta API), [`router::auth`] (anonymous, ticket, WAMP-CRA, WAMP-Cryptosign), [`router::mesh`] (interest routing between nodes); [`router::task`] is the one task that owns a realm |
 //! | [`session`] | one connection on the router side: RawSocket handshake -> HELLO/auth/WELCOME -> message loop, the loop running over a `MessageWire` (RawSocket frames, batched by [`writer`], or WebSocket messages) |
 //! | [`transport`] | listeners in the Bedrock shape (bind, accept, unbind, drain, abort): tcp, unix, tls, quic ([`transport::quic::QuicServerFactory`], [`transport::quic::QuicConnector`]), websocket ([`transport::websocket`]: ws/wss with RawSocket on the same port); TLS material in [`transport::tls`] |
-//! | [`link`] | router links: a [`link::RealmLink`] per (peer, realm), one QUIC connection per peer ([`link::PeerConnection`]), the shuttle between the local and the remote session |
+//! | [`link`] | router links: a [`link::RealmLink`] per (peer, realm), one QUIC connection per peer ([`link::PeerConnection`]), the link's session on its local realm (attached to the realm task, no socket) and the shuttle between it and the link's client session on the peer |
 //! | [`node`] | composes realms, listeners, links and [`management`]; owns start and shutdown order |
 //! | [`client`] | the Rust WAMP client used by links, tests, bench, demo and users |
 //! | [`cryptosign`] | Ed25519 keys for WAMP-Cryptosign: signing (client, links), verifying (router), hex and key files |
@@ -27,9 +27,10 @@
 //! The realm state machine decides who gets what and fills an [`router::Outbox`]; the task puts
 //! each delivery into the receiving session's bounded queue without waiting. Each session's
 //! writer asks the shared message for the bytes of its serializer (encoded on first use) and
-//! writes whole batches at once. A router link is a session too: its realm sends it
-//! advertisements, publications to forward and invocations to relay, and the link carries them
-//! to the peer's realm over a QUIC stream.
+//! writes whole batches at once. A router link is a session too, attached to its local realm's
+//! task directly: the realm hands it advertisements, publications to forward and invocations to
+//! relay as messages, and the link carries them to the peer's realm as an ordinary WAMP client
+//! session over a QUIC stream.
 
 pub mod bench;
 pub mod certs;
