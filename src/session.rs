@@ -132,19 +132,21 @@ where
 {
     let (mut reader, mut writer) = (reader, writer);
     let slot = handshake::admit(&ctx, &transport);
-    let opened = handshake::open_rawsocket(
+    // Cold paths (opening, closing) are boxed so that their state does not widen the future
+    // every connection keeps for its whole life.
+    let opened = Box::pin(handshake::open_rawsocket(
         &mut reader,
         &mut writer,
         slot.as_ref().err().copied(),
         &ctx.settings,
-    )
+    ))
     .await;
     let (serializer, peer_max) = match opened {
         Ok(opened) => opened,
         Err((reason, end)) => {
             ctx.metrics.handshake_failed(reason);
             if matches!(end, SessionEnd::Refused(_)) {
-                handshake::linger(&mut reader).await;
+                Box::pin(handshake::linger(&mut reader)).await;
             }
             return Err(end);
         }
@@ -170,9 +172,9 @@ pub(crate) async fn serve_wire<T: MessageWire>(
     let violation = matches!(result, Err(SessionEnd::ProtocolViolation(_)));
     if let Err(SessionEnd::ProtocolViolation(why)) = &result {
         let abort = Message::abort(reason::PROTOCOL_VIOLATION, why);
-        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, conn.send(&abort)).await;
+        let _ = Box::pin(tokio::time::timeout(CLOSE_WRITE_TIMEOUT, conn.send(&abort))).await;
     }
-    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, conn.wire.close(violation)).await;
+    let _ = Box::pin(tokio::time::timeout(CLOSE_WRITE_TIMEOUT, conn.wire.close(violation))).await;
     drop(slot);
     result
 }
@@ -213,7 +215,7 @@ impl<T: MessageWire> Connection<T> {
     }
 
     async fn run(&mut self, transport: Dict, ctx: &SessionContext) -> Result<(), SessionEnd> {
-        let joined = match self.open(transport, ctx).await {
+        let joined = match Box::pin(self.open(transport, ctx)).await {
             Ok(joined) => joined,
             Err(end) => {
                 ctx.metrics.handshake_failed(welcome::opening_failure(&end));
@@ -240,10 +242,10 @@ impl<T: MessageWire> Connection<T> {
             tokio::select! {
                 biased;
                 _ = ctx.shutdown.cancelled() => {
-                    self.close_for_shutdown(joined).await?;
+                    Box::pin(self.close_for_shutdown(joined)).await?;
                     return Ok(());
                 }
-                _ = joined.kill.cancelled() => return self.close_slow_consumer(ctx).await,
+                _ = joined.kill.cancelled() => return Box::pin(self.close_slow_consumer(ctx)).await,
                 n = joined.outbound.recv_many(&mut batch, 64) => {
                     if n == 0 {
                         return Err(SessionEnd::Aborted("realm stopped".into()));
@@ -252,7 +254,7 @@ impl<T: MessageWire> Connection<T> {
                     // must still end the session (the flush is cancel-safe).
                     tokio::select! {
                         biased;
-                        _ = joined.kill.cancelled() => return self.close_slow_consumer(ctx).await,
+                        _ = joined.kill.cancelled() => return Box::pin(self.close_slow_consumer(ctx)).await,
                         written = self.write_batch(&mut batch) => written?,
                     }
                 }
@@ -263,7 +265,7 @@ impl<T: MessageWire> Connection<T> {
                             // The realm forgets the session before the client hears back, so
                             // nobody sees it after its GOODBYE is answered.
                             let _ = realm.send(RealmCommand::Leave { session }).await;
-                            self.send(&goodbye(reason::GOODBYE_AND_OUT)).await?;
+                            Box::pin(self.send(&goodbye(reason::GOODBYE_AND_OUT))).await?;
                             return Ok(());
                         }
                         Message::Abort { reason, .. } => return Err(SessionEnd::Aborted(reason)),

@@ -15,7 +15,9 @@ use crate::wamp::{Dict, Id, Payload};
 /// last one is dropped, the command queue closes and the task says GOODBYE.
 pub(super) struct Link {
     /// Bounded: async operations wait here when the task is behind (backpressure).
-    pub commands: mpsc::Sender<Command>,
+    /// Boxed: a tokio channel allocates its first 32-slot block up front, in every session;
+    /// 32 boxes are 256 bytes, 32 commands would be 4 KiB.
+    pub commands: mpsc::Sender<Box<Command>>,
     /// For `Drop` impls that cannot wait (unsubscribe, unregister, unanswered invocations).
     pub cleanup: std::sync::Arc<Cleanup>,
 }
@@ -49,7 +51,7 @@ impl Link {
     /// Queues a command, waiting while the queue is full.
     pub async fn send(&self, command: Command) -> Result<(), ClientError> {
         self.commands
-            .send(command)
+            .send(Box::new(command))
             .await
             .map_err(|_| ClientError::Closed)
     }
@@ -137,13 +139,13 @@ pub(super) struct SubscriptionParts {
     pub id: Id,
     /// Tells this handle apart from others the router gave the same subscription id.
     pub local: u64,
-    pub events: mpsc::Receiver<Event>,
+    pub events: mpsc::Receiver<Box<Event>>,
 }
 
 /// What REGISTERED gives the new `Registration`.
 pub(super) struct RegistrationParts {
     pub id: Id,
-    pub invocations: mpsc::Receiver<Invocation>,
+    pub invocations: mpsc::Receiver<Box<Invocation>>,
 }
 
 /// Where the results of one CALL go.

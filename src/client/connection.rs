@@ -128,7 +128,7 @@ pub(super) struct Connection<S> {
     pub decoder: FrameCodec,
     pub out: FrameWriter,
     pub serializer: Serializer,
-    pub commands: mpsc::Receiver<Command>,
+    pub commands: mpsc::Receiver<Box<Command>>,
     pub cleanup: Arc<Cleanup>,
     pub state: SessionState,
     commands_open: bool,
@@ -149,7 +149,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         decoder: FrameCodec,
         out: FrameWriter,
         serializer: Serializer,
-        commands: mpsc::Receiver<Command>,
+        commands: mpsc::Receiver<Box<Command>>,
         cleanup: Arc<Cleanup>,
         state: SessionState,
     ) -> Self {
@@ -218,7 +218,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         while self.commands_open && self.out.len() < WRITE_HIGH_WATER && taken < COMMAND_BATCH {
             match self.commands.poll_recv(cx) {
                 Poll::Ready(Some(command)) => {
-                    self.run_command(command);
+                    self.run_command(*command);
                     taken += 1;
                     progress = true;
                 }

@@ -17,7 +17,7 @@ pub(super) type Parked = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// One `Subscription` handle behind a router subscription id.
 pub(super) struct LocalSubscriber {
     pub local: u64,
-    pub events: mpsc::Sender<Event>,
+    pub events: mpsc::Sender<Box<Event>>,
 }
 
 /// Hands `item` to a handle's queue; if the queue is full, returns the send to finish later.
@@ -37,7 +37,7 @@ pub(super) fn deliver<T: Send + 'static>(tx: &mpsc::Sender<T>, item: T) -> Optio
 /// Delivers an event to every handle of a subscription, in order; parks at the first full
 /// queue and finishes the rest from there.
 pub(super) fn deliver_event(locals: &[LocalSubscriber], event: Event) -> Option<Parked> {
-    let mut event = Some(event);
+    let mut event = Some(Box::new(event));
     for (i, local) in locals.iter().enumerate() {
         let item = if i + 1 == locals.len() {
             event.take()?

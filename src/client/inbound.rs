@@ -224,7 +224,7 @@ impl SessionState {
         let signal = Arc::new(InterruptSignal::default());
         self.invocations.insert(request, signal.clone());
         let invocation = Invocation::new(request, registration, details, payload, link, signal);
-        deliver(tx, invocation).into()
+        deliver(tx, Box::new(invocation)).into()
     }
 
     /// A local handle for router subscription `subscription` (after SUBSCRIBED, or preset).

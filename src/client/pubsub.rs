@@ -25,7 +25,7 @@ pub struct Event {
 pub struct Subscription {
     id: Id,
     local: u64,
-    events: mpsc::Receiver<Event>,
+    events: mpsc::Receiver<Box<Event>>,
     link: Arc<Link>,
     /// Set once `unsubscribe` has sent its own command, so `Drop` does not.
     done: bool,
@@ -50,13 +50,16 @@ impl Subscription {
     /// The next event; `None` once the subscription is revoked by the router or the session
     /// has ended.
     pub async fn next(&mut self) -> Option<Event> {
-        self.events.recv().await
+        self.events.recv().await.map(|e| *e)
     }
 
     /// Moves up to `limit` queued events into `events`, waiting for at least one; returns how
     /// many (`limit` >= 1), 0 once the stream has ended. For consumers that want fewer wake-ups.
     pub async fn next_batch(&mut self, events: &mut Vec<Event>, limit: usize) -> usize {
-        self.events.recv_many(events, limit).await
+        let mut boxed = Vec::with_capacity(limit.min(1024));
+        let n = self.events.recv_many(&mut boxed, limit).await;
+        events.extend(boxed.into_iter().map(|e| *e));
+        n
     }
 
     /// Unsubscribes and waits for the router's UNSUBSCRIBED. Events already queued are lost.

@@ -97,7 +97,7 @@ impl PendingCall {
 /// are answered with an ERROR.
 pub struct Registration {
     id: Id,
-    invocations: mpsc::Receiver<Invocation>,
+    invocations: mpsc::Receiver<Box<Invocation>>,
     link: Arc<Link>,
     done: bool,
 }
@@ -119,7 +119,7 @@ impl Registration {
 
     /// The next invocation; `None` once revoked by the router or the session has ended.
     pub async fn next(&mut self) -> Option<Invocation> {
-        self.invocations.recv().await
+        self.invocations.recv().await.map(|i| *i)
     }
 
     /// Unregisters and waits for the router's UNREGISTERED.
