@@ -174,7 +174,11 @@ pub(crate) async fn serve_wire<T: MessageWire>(
         let abort = Message::abort(reason::PROTOCOL_VIOLATION, why);
         let _ = Box::pin(tokio::time::timeout(CLOSE_WRITE_TIMEOUT, conn.send(&abort))).await;
     }
-    let _ = Box::pin(tokio::time::timeout(CLOSE_WRITE_TIMEOUT, conn.wire.close(violation))).await;
+    let _ = Box::pin(tokio::time::timeout(
+        CLOSE_WRITE_TIMEOUT,
+        conn.wire.close(violation),
+    ))
+    .await;
     drop(slot);
     result
 }
