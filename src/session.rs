@@ -241,7 +241,9 @@ impl<T: MessageWire> Connection<T> {
         ctx: &SessionContext,
     ) -> Result<(), SessionEnd> {
         let (session, realm) = (joined.session, joined.realm.clone());
-        let mut batch = Vec::with_capacity(64);
+        // Grows with a burst and is given back once the queue is empty: tens of thousands of
+        // quiet sessions (realm links) would otherwise each keep 0.5 KiB of batch room.
+        let mut batch = Vec::new();
         loop {
             tokio::select! {
                 biased;
@@ -260,6 +262,9 @@ impl<T: MessageWire> Connection<T> {
                         biased;
                         _ = joined.kill.cancelled() => return Box::pin(self.close_slow_consumer(ctx)).await,
                         written = self.write_batch(&mut batch) => written?,
+                    }
+                    if joined.outbound.is_empty() {
+                        batch = Vec::new();
                     }
                 }
                 message = self.next_message() => {

@@ -488,7 +488,8 @@ async fn link_stream(
         .await
         .expect("join in time")
         .expect("join as a link");
-    let role = session.details().get("authrole").and_then(Value::as_str);
+    let details = session.details();
+    let role = details.get("authrole").and_then(Value::as_str);
     assert_eq!(role, Some("rlink"), "joined {realm} as a router link");
     let channel = session
         .subscribe(CHANNEL_TOPIC, Dict::new())

@@ -287,7 +287,7 @@ async fn check_pubsub(nodes: &[Node], publisher_nodes: &[usize]) {
                 .await
                 .expect("publish")
                 .expect("acknowledged");
-            let authid = mesh::field(p.session.details(), "authid")
+            let authid = mesh::field(&p.session.details(), "authid")
                 .unwrap_or_default()
                 .to_owned();
             published.push(Published {

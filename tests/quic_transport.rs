@@ -845,7 +845,8 @@ async fn mutual_tls_requires_a_certificate_from_the_mesh_ca() {
 
     // Without asking for "tls", the same certificate holder is an ordinary anonymous session.
     let anonymous = join(&connection).await;
-    let role = anonymous.details().get("authrole").and_then(Value::as_str);
+    let details = anonymous.details();
+    let role = details.get("authrole").and_then(Value::as_str);
     assert_eq!(role, Some("anonymous"));
     stop(node).await;
     let _ = std::fs::remove_dir_all(&mesh);

@@ -155,8 +155,12 @@ async fn refused(addr: &str, realm: &str, auth: ClientAuth, reason: &str) {
     }
 }
 
-fn detail<'a>(session: &'a Session, key: &str) -> Option<&'a str> {
-    session.details().get(key).and_then(Value::as_str)
+fn detail(session: &Session, key: &str) -> Option<String> {
+    session
+        .details()
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 fn ack() -> Dict {
@@ -210,9 +214,9 @@ fn denied() -> Outcome {
 async fn ticket_authentication() {
     let (node, addrs) = start().await;
     let alice = join(&addrs[0], ticket("alice", "secret-ticket")).await;
-    assert_eq!(detail(&alice, "authid"), Some("alice"));
-    assert_eq!(detail(&alice, "authrole"), Some("user"));
-    assert_eq!(detail(&alice, "authmethod"), Some("ticket"));
+    assert_eq!(detail(&alice, "authid").as_deref(), Some("alice"));
+    assert_eq!(detail(&alice, "authrole").as_deref(), Some("user"));
+    assert_eq!(detail(&alice, "authmethod").as_deref(), Some("ticket"));
     refused(
         &addrs[0],
         "realm1",
@@ -254,17 +258,17 @@ async fn wampcra_unsalted_and_salted() {
         )
         .await
         .expect("bob joins");
-        assert_eq!(detail(&bob, "authid"), Some("bob"));
-        assert_eq!(detail(&bob, "authrole"), Some("user"));
-        assert_eq!(detail(&bob, "authmethod"), Some("wampcra"));
+        assert_eq!(detail(&bob, "authid").as_deref(), Some("bob"));
+        assert_eq!(detail(&bob, "authrole").as_deref(), Some("user"));
+        assert_eq!(detail(&bob, "authmethod").as_deref(), Some("wampcra"));
         let carol = within(
             "join",
             Session::connect_tcp(&addrs[0], config(wampcra("carol", "carol-secret"))),
         )
         .await
         .expect("carol joins (salted)");
-        assert_eq!(detail(&carol, "authid"), Some("carol"));
-        assert_eq!(detail(&carol, "authrole"), Some("reader"));
+        assert_eq!(detail(&carol, "authid").as_deref(), Some("carol"));
+        assert_eq!(detail(&carol, "authrole").as_deref(), Some("reader"));
     }
     refused(&addrs[0], "realm1", wampcra("bob", "wrong"), NOT_AUTHORIZED).await;
     refused(
@@ -323,7 +327,7 @@ async fn methods_the_listener_does_not_offer_are_refused() {
     )
     .await
     .expect("ticket works there");
-    assert_eq!(detail(&alice, "authrole"), Some("user"));
+    assert_eq!(detail(&alice, "authrole").as_deref(), Some("user"));
     stop(node).await;
 }
 
@@ -354,7 +358,7 @@ async fn roles_without_a_permission_get_not_authorized() {
     let reader = join(&addrs[0], ticket("rita", "reader-ticket")).await;
     let writer = join(&addrs[0], ticket("walt", "writer-ticket")).await;
     let guest = join(&addrs[2], ClientAuth::Anonymous).await;
-    assert_eq!(detail(&guest, "authrole"), Some("guest"));
+    assert_eq!(detail(&guest, "authrole").as_deref(), Some("guest"));
 
     // user: everything.
     assert_eq!(try_publish(&alice, "com.t").await, Ok(()));
@@ -594,10 +598,10 @@ async fn cryptosign_over_tcp_and_quic() {
         .await
         .expect("carla joins over QUIC");
     for session in [&over_tcp, &over_quic] {
-        assert_eq!(detail(session, "authid"), Some("carla"));
-        assert_eq!(detail(session, "authrole"), Some("user"));
-        assert_eq!(detail(session, "authmethod"), Some("cryptosign"));
-        assert_eq!(detail(session, "authprovider"), Some("static"));
+        assert_eq!(detail(session, "authid").as_deref(), Some("carla"));
+        assert_eq!(detail(session, "authrole").as_deref(), Some("user"));
+        assert_eq!(detail(session, "authmethod").as_deref(), Some("cryptosign"));
+        assert_eq!(detail(session, "authprovider").as_deref(), Some("static"));
     }
     assert_eq!(try_publish(&over_quic, "com.example.x").await, Ok(()));
     // dave's key comes from the authorized-keys file; his role may not publish.
@@ -606,8 +610,8 @@ async fn cryptosign_over_tcp_and_quic() {
         .await
         .expect("dave joins over QUIC");
     for session in [&dave_tcp, &dave_quic] {
-        assert_eq!(detail(session, "authid"), Some("dave"));
-        assert_eq!(detail(session, "authrole"), Some("reader"));
+        assert_eq!(detail(session, "authid").as_deref(), Some("dave"));
+        assert_eq!(detail(session, "authrole").as_deref(), Some("reader"));
     }
     assert_eq!(try_publish(&dave_quic, "com.example.x").await, denied());
     stop(node).await;

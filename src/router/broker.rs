@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use crate::wamp::uri::{self, reason, MatchPolicy};
 use crate::wamp::{code, Dict, Id, IdSequence, Message, Payload, SessionId, SharedMessage, Value};
 
-use super::types::{MetaEvent, Now, Outbox, SessionInfo};
+use super::types::{MetaEvent, Now, Outbox, SessionInfo, Sessions};
 
 /// One subscription: a (uri, match policy) pair and the sessions subscribed to it.
 #[derive(Debug)]
@@ -194,7 +194,7 @@ impl Broker {
         topic: &str,
         payload: Payload,
         relay: Option<Relay>,
-        sessions: &HashMap<SessionId, SessionInfo>,
+        sessions: &Sessions,
         out: &mut Outbox,
     ) -> Option<Id> {
         let acknowledge = options
@@ -278,7 +278,7 @@ impl Broker {
         details: Dict,
         payload: &Payload,
         filter: &Filter,
-        sessions: &HashMap<SessionId, SessionInfo>,
+        sessions: &Sessions,
         out: &mut Outbox,
     ) {
         for id in self.matching(topic) {
@@ -423,7 +423,7 @@ impl Filter {
         }
     }
 
-    fn admits(&self, session: SessionId, sessions: &HashMap<SessionId, SessionInfo>) -> bool {
+    fn admits(&self, session: SessionId, sessions: &Sessions) -> bool {
         if self.exclude_session == Some(session) {
             return false;
         }

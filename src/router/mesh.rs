@@ -138,7 +138,7 @@ pub struct Mesh {
     seq: u64,
     own: BTreeSet<Interest>,
     neighbors: HashMap<SessionId, Neighbor>,
-    known: HashMap<String, Known>,
+    known: HashMap<String, Box<Known>>,
     /// Recently forwarded publications per origin, for duplicate suppression.
     seen: HashMap<String, Recent>,
 }
@@ -319,10 +319,10 @@ impl Mesh {
         let origin = ad.origin.clone();
         self.known.insert(
             origin.clone(),
-            Known {
+            Box::new(Known {
                 ad,
                 deliverers: BTreeMap::from([(from, hops)]),
-            },
+            }),
         );
         let peer_of = |s: &SessionId| self.neighbors.get(s).map(|n| n.peer.clone());
         self.ready_neighbors(Some(from))
@@ -430,7 +430,7 @@ impl Mesh {
     pub fn route_to(&self, origin: &str) -> Option<SessionId> {
         self.known
             .get(origin)
-            .and_then(Known::route)
+            .and_then(|k| k.route())
             .map(|(via, _)| via)
     }
 

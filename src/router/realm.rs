@@ -12,7 +12,7 @@ use super::broker::Broker;
 use super::dealer::Dealer;
 use super::mesh::{Interest, Mesh, LINK_ROLE};
 use super::meta;
-use super::types::{MetaEvent, Now, Outbox, SessionInfo};
+use super::types::{MetaEvent, Now, Outbox, SessionInfo, Sessions};
 
 /// Why a session could not join.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,7 +37,7 @@ impl JoinError {
 pub struct Realm {
     pub name: String,
     pub(super) authorizer: Authorizer,
-    pub(super) sessions: HashMap<SessionId, SessionInfo>,
+    pub(super) sessions: Sessions,
     pub(super) broker: Broker,
     pub(super) dealer: Dealer,
     /// Interest routing across router links.
@@ -82,7 +82,7 @@ impl Realm {
         if link {
             self.mesh.add_neighbor(id, &info.authid);
         }
-        self.sessions.insert(id, info);
+        self.sessions.insert(id, Box::new(info));
         self.broker.publish_internal(
             "wamp.session.on_join",
             Payload::args(vec![details.into()]),

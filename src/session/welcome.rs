@@ -136,7 +136,7 @@ impl<T: super::wire::MessageWire> Connection<T> {
             features: crate::router::types::Features::from_roles(
                 details.get("roles").and_then(Value::as_dict),
             ),
-            transport,
+            transport: std::sync::Arc::new(transport),
             attach_link: details
                 .get(crate::router::mesh::MESH_KEY)
                 .and_then(Value::as_dict)

@@ -25,6 +25,14 @@ use crate::wamp::{code, Dict, Id, Message, Payload, SessionId, SharedMessage, Va
 /// Results of one call the link placed into the local realm, in order.
 const CALL_RESULTS: usize = 64;
 
+/// The transport facts of every link session on its local realm, shared by all of them.
+fn link_transport() -> Arc<Dict> {
+    static TRANSPORT: std::sync::LazyLock<Arc<Dict>> = std::sync::LazyLock::new(|| {
+        Arc::new(crate::dict! { "type" => "local", "protocol" => "link" })
+    });
+    Arc::clone(&TRANSPORT)
+}
+
 /// What the local realm has for the link.
 pub enum FromRealm {
     /// A link channel EVENT: an advertisement or a publication to forward.
@@ -105,7 +113,7 @@ impl LocalSide {
                 callee_call_canceling: true,
                 callee_progressive_call_results: true,
             },
-            transport: crate::dict! { "type" => "local", "protocol" => "link" },
+            transport: link_transport(),
             attach_link: true,
         };
         let (queue, outbound) = mpsc::channel(ctx.settings.outbound_queue);

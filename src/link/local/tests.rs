@@ -61,7 +61,7 @@ impl Raw {
                 callee_call_canceling: true,
                 callee_progressive_call_results: true,
             },
-            transport: Dict::new(),
+            transport: Default::default(),
             attach_link: false,
         };
         let (queue, outbound) = mpsc::channel(64);

@@ -69,7 +69,7 @@ fn session(n: u64, role: &str) -> SessionInfo {
         features: Features::from_roles(Some(
             &dict! { "callee" => dict! { "features" => features } },
         )),
-        transport: dict! { "type" => "fake" },
+        transport: std::sync::Arc::new(dict! { "type" => "fake" }),
         attach_link: false,
     }
 }

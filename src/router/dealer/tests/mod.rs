@@ -31,7 +31,7 @@ pub(super) fn session(n: u64, callee_features: &[&str]) -> SessionInfo {
         features: Features::from_roles(Some(
             &dict! { "callee" => dict! { "features" => features } },
         )),
-        transport: Dict::new(),
+        transport: Default::default(),
         attach_link: false,
     }
 }
