@@ -217,13 +217,12 @@ impl RealmLink {
 
     /// One life of the link; returns why it ended.
     async fn connect_and_carry(&self, stop: &CancellationToken, attempt: &mut u32) -> String {
-        let sides = tokio::select! {
+        // Boxed: the joins are large futures, and only while connecting; the task that carries
+        // an idle link for hours should not keep their room (nor a binding for the sides).
+        let (local, remote) = match tokio::select! {
             _ = stop.cancelled() => return "link stopped".to_owned(),
-            // Boxed: the joins are large futures, and only while connecting; the task that
-            // carries an idle link for hours should not keep their room.
             sides = Box::pin(self.connect()) => sides,
-        };
-        let (local, remote) = match sides {
+        } {
             Ok(sides) => sides,
             Err(e) => return e,
         };

@@ -83,61 +83,72 @@ impl Side {
 }
 
 /// Carries traffic until one side ends or `stop` fires; returns why it ended.
-pub async fn run(
+///
+/// Not an `async fn`: its arguments would be kept twice in the future, as arguments and as the
+/// locals they move into, and every idle link would pay for both.
+pub fn run(
     mut local: LocalSide,
     mut remote: Side,
     counters: Arc<LinkCounters>,
     forward: super::Forwarding,
     stop: CancellationToken,
-) -> String {
-    let calls = TaskTracker::new();
-    let caller = local.caller();
-    let reason = loop {
-        tokio::select! {
-            _ = stop.cancelled() => break "link stopped".to_owned(),
-            from = local.next() => match from {
-                FromRealm::Channel { details, payload } => {
-                    counters.messages_out.fetch_add(1, Ordering::Relaxed);
-                    let Some(body) = channel_body(&details, forward) else { continue };
-                    let options = crate::dict! { MESH_KEY => body };
-                    if let Err(e) = remote.session.publish(CHANNEL_TOPIC, payload, options).await {
-                        break format!("peer session failed: {e}");
+) -> impl Future<Output = String> {
+    async move {
+        let calls = TaskTracker::new();
+        let caller = local.caller();
+        let reason = loop {
+            tokio::select! {
+                _ = stop.cancelled() => break "link stopped".to_owned(),
+                from = local.next() => match from {
+                    FromRealm::Channel { details, payload } => {
+                        counters.messages_out.fetch_add(1, Ordering::Relaxed);
+                        let Some(body) = channel_body(&details, forward) else { continue };
+                        let options = crate::dict! { MESH_KEY => body };
+                        // The awaits in the arms are boxed: inline, the largest of them would size
+                        // the task of every idle link (~0.9 KiB); a box is one allocation per message.
+                        let publish = remote.session.publish(CHANNEL_TOPIC, payload, options);
+                        if let Err(e) = Box::pin(publish).await {
+                            break format!("peer session failed: {e}");
+                        }
                     }
-                }
-                FromRealm::Invocation(invocation) => {
-                    counters.messages_out.fetch_add(1, Ordering::Relaxed);
-                    calls.spawn(relay_call(invocation, remote.session.clone(), forward));
-                }
-                FromRealm::Ended(why) => break format!("local session ended: {why}"),
-            },
-            event = remote.channel.next() => match event {
-                Some(event) => {
-                    counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                    let Some(body) = channel_body(&event.details, forward) else { continue };
-                    if let Err(e) = local.publish_channel(body, event.payload).await {
-                        break format!("local session failed: {e}");
+                    FromRealm::Invocation(invocation) => {
+                        counters.messages_out.fetch_add(1, Ordering::Relaxed);
+                        calls.spawn(relay_call(invocation, remote.session.clone(), forward));
                     }
-                }
-                None => break "peer session ended".to_owned(),
-            },
-            invocation = remote.invoke.next() => match invocation {
-                Some(invocation) => {
-                    counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                    calls.spawn(relay_call(invocation, caller.clone(), forward));
-                }
-                None => break "peer session ended".to_owned(),
-            },
-            closed = remote.session.closed() => break format!("peer session closed: {}", closed.reason()),
-        }
-    };
-    // Calls in flight end with an error from the closing sessions, not silence. A peer that
-    // no longer answers must not hold the stop up (its QUIC idle timeout can be long).
-    local.leave().await;
-    let leave = std::time::Duration::from_secs(2);
-    let _ = tokio::time::timeout(leave, remote.session.leave(reason::CLOSE_NORMAL)).await;
-    calls.close();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), calls.wait()).await;
-    reason
+                    FromRealm::Ended(why) => break format!("local session ended: {why}"),
+                },
+                event = remote.channel.next() => match event {
+                    Some(event) => {
+                        counters.messages_in.fetch_add(1, Ordering::Relaxed);
+                        let Some(body) = channel_body(&event.details, forward) else { continue };
+                        if let Err(e) = Box::pin(local.publish_channel(body, event.payload)).await {
+                            break format!("local session failed: {e}");
+                        }
+                    }
+                    None => break "peer session ended".to_owned(),
+                },
+                invocation = remote.invoke.next() => match invocation {
+                    Some(invocation) => {
+                        counters.messages_in.fetch_add(1, Ordering::Relaxed);
+                        calls.spawn(relay_call(invocation, caller.clone(), forward));
+                    }
+                    None => break "peer session ended".to_owned(),
+                },
+                closed = remote.session.closed() => break format!("peer session closed: {}", closed.reason()),
+            }
+        };
+        // Calls in flight end with an error from the closing sessions, not silence. A peer that
+        // no longer answers must not hold the stop up (its QUIC idle timeout can be long).
+        Box::pin(async move {
+            local.leave().await;
+            let leave = std::time::Duration::from_secs(2);
+            let _ = tokio::time::timeout(leave, remote.session.leave(reason::CLOSE_NORMAL)).await;
+            calls.close();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), calls.wait()).await;
+        })
+        .await;
+        reason
+    }
 }
 
 /// The `_wampmesh` body of a channel EVENT, if it is to be carried: advertisements always,

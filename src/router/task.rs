@@ -63,8 +63,19 @@ pub struct RealmHandle {
 pub struct RealmStopped;
 
 impl RealmHandle {
+    /// Queues a command, waiting while the realm's queue is full.
+    ///
+    /// Tries without waiting first and boxes the waiting: tokio's `send` future is ~0.6 KiB,
+    /// and inline it would size the loop of every session (tens of thousands of realm links)
+    /// for the rare moment the realm is behind.
     pub async fn send(&self, command: RealmCommand) -> Result<(), RealmStopped> {
-        self.commands.send(command).await.map_err(|_| RealmStopped)
+        match self.commands.try_send(command) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(command)) => Box::pin(self.commands.send(command))
+                .await
+                .map_err(|_| RealmStopped),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(RealmStopped),
+        }
     }
 
     pub async fn join(
