@@ -12,6 +12,7 @@ pub(crate) mod handshake;
 mod welcome;
 pub(crate) mod wire;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,33 +121,50 @@ impl From<std::io::Error> for SessionEnd {
 }
 
 /// Serves one RawSocket byte stream until it ends. `transport` describes the peer for the meta API.
-pub async fn serve<R, W>(
+///
+/// Not an `async fn`: the opening (RawSocket handshake) runs in a box that is freed when it is
+/// done and takes the reader and writer with it. As arguments of this future they would be kept
+/// for the session's whole life next to the wire they become; this future keeps the session's
+/// state once.
+pub fn serve<R, W>(
     reader: R,
     writer: W,
     transport: Dict,
     ctx: SessionContext,
-) -> Result<(), SessionEnd>
+) -> impl Future<Output = Result<(), SessionEnd>>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (mut reader, mut writer) = (reader, writer);
+    let opening = Box::pin(open_rawsocket(reader, writer, transport, ctx));
+    async move { serve_opened(opening.await?).await }
+}
+
+/// The RawSocket opening: admission, handshake, then the wire that carries the session.
+async fn open_rawsocket<R, W>(
+    mut reader: R,
+    mut writer: W,
+    transport: Dict,
+    ctx: SessionContext,
+) -> Result<Opened<RawSocketWire<R, W>>, SessionEnd>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let slot = handshake::admit(&ctx, &transport);
-    // Cold paths (opening, closing) are boxed so that their state does not widen the future
-    // every connection keeps for its whole life.
-    let opened = Box::pin(handshake::open_rawsocket(
+    let opened = handshake::open_rawsocket(
         &mut reader,
         &mut writer,
         slot.as_ref().err().copied(),
         &ctx.settings,
-    ))
+    )
     .await;
     let (serializer, peer_max) = match opened {
         Ok(opened) => opened,
         Err((reason, end)) => {
             ctx.metrics.handshake_failed(reason);
             if matches!(end, SessionEnd::Refused(_)) {
-                Box::pin(handshake::linger(&mut reader)).await;
+                handshake::linger(&mut reader).await;
             }
             return Err(end);
         }
@@ -154,33 +172,59 @@ where
     let codec = FrameCodec::new(ctx.settings.max_message_size, peer_max);
     let counters = ctx.metrics.transport(ctx.settings.transport);
     let wire = RawSocketWire::new(reader, writer, codec, counters);
-    serve_wire(wire, serializer, transport, &ctx, slot.ok().flatten()).await
+    Ok(Opened {
+        conn: Connection { wire, serializer },
+        transport,
+        ctx,
+        _slot: slot.ok().flatten(),
+    })
 }
 
 /// Runs a session (HELLO onwards) over an opened wire until it ends, holding the connection's
 /// admission `slot` (if any) until then. Transports with their own opening (WebSocket) call
 /// this after it.
-pub(crate) async fn serve_wire<T: MessageWire>(
+pub(crate) fn serve_wire<T: MessageWire>(
     wire: T,
     serializer: Serializer,
     transport: Dict,
-    ctx: &SessionContext,
+    ctx: SessionContext,
     slot: Option<Slot>,
-) -> Result<(), SessionEnd> {
-    let mut conn = Connection { wire, serializer };
-    let result = conn.run(transport, ctx).await;
-    let violation = matches!(result, Err(SessionEnd::ProtocolViolation(_)));
-    if let Err(SessionEnd::ProtocolViolation(why)) = &result {
-        let abort = Message::abort(reason::PROTOCOL_VIOLATION, why);
-        let _ = Box::pin(tokio::time::timeout(CLOSE_WRITE_TIMEOUT, conn.send(&abort))).await;
+) -> impl Future<Output = Result<(), SessionEnd>> {
+    serve_opened(Opened {
+        conn: Connection { wire, serializer },
+        transport,
+        ctx,
+        _slot: slot,
+    })
+}
+
+/// A connection whose transport is open, with what its session runs with.
+struct Opened<T> {
+    conn: Connection<T>,
+    transport: Dict,
+    ctx: SessionContext,
+    /// The connection's admission, held until the session ends.
+    _slot: Option<Slot>,
+}
+
+/// Not an `async fn`, so that `opened` is kept once (see [`serve`]).
+fn serve_opened<T: MessageWire>(
+    mut opened: Opened<T>,
+) -> impl Future<Output = Result<(), SessionEnd>> {
+    async move {
+        let transport = std::mem::take(&mut opened.transport);
+        let result = opened.conn.run(transport, &opened.ctx).await;
+        let violation = matches!(result, Err(SessionEnd::ProtocolViolation(_)));
+        if let Err(SessionEnd::ProtocolViolation(why)) = &result {
+            let abort = Message::abort(reason::PROTOCOL_VIOLATION, why);
+            let send = opened.conn.send(&abort);
+            let _ = Box::pin(tokio::time::timeout(CLOSE_WRITE_TIMEOUT, send)).await;
+        }
+        let close = opened.conn.wire.close(violation);
+        let _ = Box::pin(tokio::time::timeout(CLOSE_WRITE_TIMEOUT, close)).await;
+        drop(opened);
+        result
     }
-    let _ = Box::pin(tokio::time::timeout(
-        CLOSE_WRITE_TIMEOUT,
-        conn.wire.close(violation),
-    ))
-    .await;
-    drop(slot);
-    result
 }
 
 struct Connection<T> {

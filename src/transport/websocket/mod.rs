@@ -218,7 +218,14 @@ where
     transport.insert("http_path".into(), path.into());
     let counters = ctx.metrics.transport(settings.transport);
     let wire = WebSocketWire::new(ws, serializer, settings.max_message_size, counters);
-    crate::session::serve_wire(wire, serializer, transport, ctx, slot.ok().flatten()).await
+    crate::session::serve_wire(
+        wire,
+        serializer,
+        transport,
+        ctx.clone(),
+        slot.ok().flatten(),
+    )
+    .await
 }
 
 fn upgrade_failed(error: WsError) -> SessionEnd {
