@@ -137,7 +137,9 @@ pub struct Mesh {
     epoch: u64,
     seq: u64,
     own: BTreeSet<Interest>,
-    neighbors: HashMap<SessionId, Neighbor>,
+    // Boxed values: a linked realm has one neighbor and a few origins, and a map with one entry
+    // has four buckets; boxes keep the empty ones at 8 bytes.
+    neighbors: HashMap<SessionId, Box<Neighbor>>,
     known: HashMap<String, Box<Known>>,
     /// Recently forwarded publications per origin, for duplicate suppression.
     seen: HashMap<String, Recent>,
@@ -191,7 +193,7 @@ impl Mesh {
     }
 
     pub fn neighbor(&self, session: SessionId) -> Option<&Neighbor> {
-        self.neighbors.get(&session)
+        self.neighbors.get(&session).map(Box::as_ref)
     }
 
     pub fn is_neighbor(&self, session: SessionId) -> bool {
@@ -199,17 +201,17 @@ impl Mesh {
     }
 
     pub fn neighbors(&self) -> impl Iterator<Item = (&SessionId, &Neighbor)> {
-        self.neighbors.iter()
+        self.neighbors.iter().map(|(s, n)| (s, n.as_ref()))
     }
 
     pub fn add_neighbor(&mut self, session: SessionId, peer: &str) {
         self.neighbors.insert(
             session,
-            Neighbor {
+            Box::new(Neighbor {
                 peer: peer.to_owned(),
                 channel: None,
                 invoke: None,
-            },
+            }),
         );
     }
 
