@@ -12,7 +12,7 @@
 //! they visited: a node never forwards to a node on the path, and drops a publication it has
 //! already seen (origin, publication id), so any topology delivers exactly once and never loops.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::wamp::uri::MatchPolicy;
 use crate::wamp::{Dict, Id, SessionId, Value};
@@ -110,16 +110,24 @@ pub struct Neighbor {
 #[derive(Debug)]
 struct Known {
     ad: Advertisement,
-    /// Neighbors that delivered this version, with the hop count they reported.
-    deliverers: BTreeMap<SessionId, u64>,
+    /// Neighbors that delivered this version, with the hop count they reported: a handful at
+    /// most, so a list (a `BTreeMap` node would be ~0.2 KiB for one entry, per origin per realm).
+    deliverers: Vec<(SessionId, u64)>,
 }
 
 impl Known {
     fn route(&self) -> Option<(SessionId, u64)> {
         self.deliverers
             .iter()
-            .min_by_key(|(s, h)| (**h, **s))
-            .map(|(s, h)| (*s, *h))
+            .min_by_key(|(s, h)| (*h, *s))
+            .copied()
+    }
+
+    fn delivered(&mut self, from: SessionId, hops: u64) {
+        match self.deliverers.iter_mut().find(|(s, _)| *s == from) {
+            Some(entry) => entry.1 = hops,
+            None => self.deliverers.push((from, hops)),
+        }
     }
 }
 
@@ -311,7 +319,7 @@ impl Mesh {
             }
             Some(k) if k.ad.version() == ad.version() => {
                 return self.reroute(&ad.origin, Some(from), |k| {
-                    k.deliverers.insert(from, hops);
+                    k.delivered(from, hops);
                 });
             }
             _ if hops > MAX_HOPS => return Vec::new(),
@@ -323,7 +331,7 @@ impl Mesh {
             origin.clone(),
             Box::new(Known {
                 ad,
-                deliverers: BTreeMap::from([(from, hops)]),
+                deliverers: vec![(from, hops)],
             }),
         );
         let peer_of = |s: &SessionId| self.neighbors.get(s).map(|n| n.peer.clone());
@@ -350,7 +358,7 @@ impl Mesh {
             return Vec::new();
         }
         self.reroute(origin, Some(from), |k| {
-            k.deliverers.remove(&from);
+            k.deliverers.retain(|(s, _)| *s != from);
         })
     }
 
