@@ -13,6 +13,7 @@ mod welcome;
 pub(crate) mod wire;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,7 +126,7 @@ impl From<std::io::Error> for SessionEnd {
 /// Not an `async fn`: the opening (RawSocket handshake) runs in a box that is freed when it is
 /// done and takes the reader and writer with it. As arguments of this future they would be kept
 /// for the session's whole life next to the wire they become; this future keeps the session's
-/// state once.
+/// state once (see [`serve_opening`]).
 pub fn serve<R, W>(
     reader: R,
     writer: W,
@@ -136,8 +137,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let opening = Box::pin(open_rawsocket(reader, writer, transport, ctx));
-    async move { serve_opened(opening.await?).await }
+    serve_opening(Box::pin(open_rawsocket(reader, writer, transport, ctx)))
 }
 
 /// The RawSocket opening: admission, handshake, then the wire that carries the session.
@@ -190,12 +190,12 @@ pub(crate) fn serve_wire<T: MessageWire>(
     ctx: SessionContext,
     slot: Option<Slot>,
 ) -> impl Future<Output = Result<(), SessionEnd>> {
-    serve_opened(Opened {
+    serve_opening(Box::pin(std::future::ready(Ok(Opened {
         conn: Connection { wire, serializer },
         transport,
         ctx,
         _slot: slot,
-    })
+    }))))
 }
 
 /// A connection whose transport is open, with what its session runs with.
@@ -207,11 +207,21 @@ struct Opened<T> {
     _slot: Option<Slot>,
 }
 
-/// Not an `async fn`, so that `opened` is kept once (see [`serve`]).
-fn serve_opened<T: MessageWire>(
-    mut opened: Opened<T>,
-) -> impl Future<Output = Result<(), SessionEnd>> {
+/// Runs the session once `opening` is done, then closes the wire.
+///
+/// The opened connection is a local used in place, so the future keeps it once: an argument, a
+/// `?` on the await, or a binding moved into another future would each keep a second copy for
+/// the session's whole life (the compiler does not reuse the room of a moved-from value).
+fn serve_opening<T, F>(opening: Pin<Box<F>>) -> impl Future<Output = Result<(), SessionEnd>>
+where
+    T: MessageWire,
+    F: Future<Output = Result<Opened<T>, SessionEnd>>,
+{
     async move {
+        let mut opened = match opening.await {
+            Ok(opened) => opened,
+            Err(end) => return Err(end),
+        };
         let transport = std::mem::take(&mut opened.transport);
         let result = opened.conn.run(transport, &opened.ctx).await;
         let violation = matches!(result, Err(SessionEnd::ProtocolViolation(_)));
