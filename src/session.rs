@@ -130,21 +130,26 @@ impl From<std::io::Error> for SessionEnd {
 pub fn serve<R, W>(
     reader: R,
     writer: W,
-    transport: Dict,
+    transport: impl Into<Arc<Dict>>,
     ctx: SessionContext,
 ) -> impl Future<Output = Result<(), SessionEnd>>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    serve_opening(Box::pin(open_rawsocket(reader, writer, transport, ctx)))
+    serve_opening(Box::pin(open_rawsocket(
+        reader,
+        writer,
+        transport.into(),
+        ctx,
+    )))
 }
 
 /// The RawSocket opening: admission, handshake, then the wire that carries the session.
 async fn open_rawsocket<R, W>(
     mut reader: R,
     mut writer: W,
-    transport: Dict,
+    transport: Arc<Dict>,
     ctx: SessionContext,
 ) -> Result<Opened<RawSocketWire<R, W>>, SessionEnd>
 where
@@ -186,7 +191,7 @@ where
 pub(crate) fn serve_wire<T: MessageWire>(
     wire: T,
     serializer: Serializer,
-    transport: Dict,
+    transport: Arc<Dict>,
     ctx: SessionContext,
     slot: Option<Slot>,
 ) -> impl Future<Output = Result<(), SessionEnd>> {
@@ -201,7 +206,7 @@ pub(crate) fn serve_wire<T: MessageWire>(
 /// A connection whose transport is open, with what its session runs with.
 struct Opened<T> {
     conn: Connection<T>,
-    transport: Dict,
+    transport: Arc<Dict>,
     ctx: SessionContext,
     /// The connection's admission, held until the session ends.
     _slot: Option<Slot>,
@@ -222,7 +227,7 @@ where
             Ok(opened) => opened,
             Err(end) => return Err(end),
         };
-        let transport = std::mem::take(&mut opened.transport);
+        let transport = Arc::clone(&opened.transport);
         let result = opened.conn.run(transport, &opened.ctx).await;
         let violation = matches!(result, Err(SessionEnd::ProtocolViolation(_)));
         if let Err(SessionEnd::ProtocolViolation(why)) = &result {
@@ -272,7 +277,7 @@ impl<T: MessageWire> Connection<T> {
             .map_err(|e| SessionEnd::ProtocolViolation(e.to_string()))
     }
 
-    async fn run(&mut self, transport: Dict, ctx: &SessionContext) -> Result<(), SessionEnd> {
+    async fn run(&mut self, transport: Arc<Dict>, ctx: &SessionContext) -> Result<(), SessionEnd> {
         let joined = match Box::pin(self.open(transport, ctx)).await {
             Ok(joined) => joined,
             Err(end) => {

@@ -20,9 +20,12 @@ pub struct SessionInfo {
     pub authprovider: String,
     /// The features routing consults, from `HELLO.Details.roles`.
     pub features: Features,
-    /// Transport facts for the session meta API (type, peer address, serializer). Shared: the
-    /// link sessions on a node all have the same ones, and a map costs ~0.7 KiB.
+    /// Transport facts for the session meta API (type, peer address, …), shared by the sessions
+    /// that have the same ones: the streams of one QUIC connection, the link sessions of a node
+    /// (a map costs ~0.7 KiB, and there may be 100k of them).
     pub transport: Arc<Dict>,
+    /// The session's serializer, shown with `transport` (none for sessions attached in-process).
+    pub serializer: Option<&'static str>,
     /// HELLO asked (`_wampmesh.attach = true`) to be attached to the link channel and the
     /// invoke procedure at join, instead of by SUBSCRIBE and REGISTER afterwards: a realm link
     /// is then up one round trip after it opens. Honoured for the link role only.
@@ -68,8 +71,16 @@ impl SessionInfo {
             "authrole" => self.authrole.clone(),
             "authmethod" => self.authmethod.clone(),
             "authprovider" => self.authprovider.clone(),
-            "transport" => Value::Dict(Dict::clone(&self.transport)),
+            "transport" => self.transport_details(),
         }
+    }
+
+    fn transport_details(&self) -> Value {
+        let mut transport = Dict::clone(&self.transport);
+        if let Some(serializer) = self.serializer {
+            transport.insert("serializer".into(), serializer.into());
+        }
+        Value::Dict(transport)
     }
 }
 

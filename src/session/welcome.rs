@@ -1,6 +1,8 @@
 //! The WAMP opening of a router-side session: HELLO, authentication (or a router-link
 //! identity), the management realm check, joining the realm, WELCOME.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -80,7 +82,7 @@ impl<T: super::wire::MessageWire> Connection<T> {
     /// HELLO -> (CHALLENGE -> AUTHENTICATE) -> join the realm -> WELCOME.
     pub(super) async fn open(
         &mut self,
-        mut transport: Dict,
+        transport: Arc<Dict>,
         ctx: &SessionContext,
     ) -> Result<Joined, SessionEnd> {
         let settings = &ctx.settings;
@@ -126,7 +128,6 @@ impl<T: super::wire::MessageWire> Connection<T> {
                 return self.abort(reason::NOT_AUTHORIZED, why).await;
             }
         }
-        transport.insert("serializer".into(), self.serializer.name().into());
         let info = SessionInfo {
             id: session,
             authid: identity.authid,
@@ -136,7 +137,8 @@ impl<T: super::wire::MessageWire> Connection<T> {
             features: crate::router::types::Features::from_roles(
                 details.get("roles").and_then(Value::as_dict),
             ),
-            transport: std::sync::Arc::new(transport),
+            transport,
+            serializer: Some(self.serializer.name()),
             attach_link: details
                 .get(crate::router::mesh::MESH_KEY)
                 .and_then(Value::as_dict)

@@ -149,7 +149,7 @@ impl Accept {
         &self,
         reader: R,
         writer: W,
-        transport: crate::wamp::Dict,
+        transport: impl Into<std::sync::Arc<crate::wamp::Dict>>,
         also: Option<&TaskTracker>,
     ) where
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
@@ -158,6 +158,7 @@ impl Accept {
         let ctx = self.ctx.clone();
         let abort = self.abort.clone();
         let token = also.map(TaskTracker::token);
+        let transport = transport.into();
         self.connections.spawn(async move {
             let _token = token;
             let peer = transport

@@ -224,6 +224,15 @@ impl QuicServerConnection {
     async fn serve(self, accept: Accept) {
         let conn = &self.connection;
         let peer = conn.remote_address().to_string();
+        // One map for all the connection's sessions (see `SessionInfo::transport`).
+        let mut transport = crate::dict! {
+            "type" => "rawsocket", "protocol" => "quic", "peer" => peer.clone(),
+            "connection" => conn.stable_id() as u64,
+        };
+        if let Some(node) = &self.peer_node_id {
+            transport.insert("peer_cert_node_id".into(), node.clone().into());
+        }
+        let transport = std::sync::Arc::new(transport);
         tracing::debug!(%peer, id = conn.stable_id(), node = ?self.peer_node_id, "quic connection accepted");
         let sessions = TaskTracker::new();
         let mut draining = false;
@@ -247,13 +256,7 @@ impl QuicServerConnection {
                         let _ = send.reset(STREAM_REFUSED);
                     }
                     Ok((send, recv)) => {
-                        let mut transport = crate::dict! {
-                            "type" => "rawsocket", "protocol" => "quic", "peer" => peer.clone(),
-                            "connection" => conn.stable_id() as u64, "stream" => send.id().index(),
-                        };
-                        if let Some(node) = &self.peer_node_id {
-                            transport.insert("peer_cert_node_id".into(), node.clone().into());
-                        }
+                        let transport = std::sync::Arc::clone(&transport);
                         accept.spawn_session_on(recv, send, transport, Some(&sessions));
                     }
                     Err(e) => {

@@ -114,6 +114,7 @@ impl LocalSide {
                 callee_progressive_call_results: true,
             },
             transport: link_transport(),
+            serializer: None,
             attach_link: true,
         };
         let (queue, outbound) = mpsc::channel(ctx.settings.outbound_queue);

@@ -70,6 +70,7 @@ fn session(n: u64, role: &str) -> SessionInfo {
             &dict! { "callee" => dict! { "features" => features } },
         )),
         transport: std::sync::Arc::new(dict! { "type" => "fake" }),
+        serializer: None,
         attach_link: false,
     }
 }

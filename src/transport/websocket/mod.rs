@@ -221,7 +221,7 @@ where
     crate::session::serve_wire(
         wire,
         serializer,
-        transport,
+        transport.into(),
         ctx.clone(),
         slot.ok().flatten(),
     )
