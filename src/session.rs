@@ -27,7 +27,7 @@ use crate::metrics::{Metrics, SessionGauge};
 use crate::rawsocket::{self, FrameCodec};
 use crate::router::auth::AuthConfig;
 use crate::router::task::{RealmCommand, RealmHandle, SlowConsumerPolicy};
-use crate::router::RealmRegistry;
+use crate::router::{RealmRegistry, SessionTransport};
 use crate::transport::admission::{Admission, Slot};
 use crate::wamp::uri::reason;
 use crate::wamp::{code, Dict, Id, Message, Serializer};
@@ -130,7 +130,7 @@ impl From<std::io::Error> for SessionEnd {
 pub fn serve<R, W>(
     reader: R,
     writer: W,
-    transport: impl Into<Arc<Dict>>,
+    transport: impl Into<SessionTransport>,
     ctx: SessionContext,
 ) -> impl Future<Output = Result<(), SessionEnd>>
 where
@@ -149,7 +149,7 @@ where
 async fn open_rawsocket<R, W>(
     mut reader: R,
     mut writer: W,
-    transport: Arc<Dict>,
+    transport: SessionTransport,
     ctx: SessionContext,
 ) -> Result<Opened<RawSocketWire<R, W>>, SessionEnd>
 where
@@ -191,7 +191,7 @@ where
 pub(crate) fn serve_wire<T: MessageWire>(
     wire: T,
     serializer: Serializer,
-    transport: Arc<Dict>,
+    transport: SessionTransport,
     ctx: SessionContext,
     slot: Option<Slot>,
 ) -> impl Future<Output = Result<(), SessionEnd>> {
@@ -206,7 +206,7 @@ pub(crate) fn serve_wire<T: MessageWire>(
 /// A connection whose transport is open, with what its session runs with.
 struct Opened<T> {
     conn: Connection<T>,
-    transport: Arc<Dict>,
+    transport: SessionTransport,
     ctx: SessionContext,
     /// The connection's admission, held until the session ends.
     _slot: Option<Slot>,
@@ -227,7 +227,7 @@ where
             Ok(opened) => opened,
             Err(end) => return Err(end),
         };
-        let transport = Arc::clone(&opened.transport);
+        let transport = opened.transport.clone();
         let result = opened.conn.run(transport, &opened.ctx).await;
         let violation = matches!(result, Err(SessionEnd::ProtocolViolation(_)));
         if let Err(SessionEnd::ProtocolViolation(why)) = &result {
@@ -277,7 +277,11 @@ impl<T: MessageWire> Connection<T> {
             .map_err(|e| SessionEnd::ProtocolViolation(e.to_string()))
     }
 
-    async fn run(&mut self, transport: Arc<Dict>, ctx: &SessionContext) -> Result<(), SessionEnd> {
+    async fn run(
+        &mut self,
+        transport: SessionTransport,
+        ctx: &SessionContext,
+    ) -> Result<(), SessionEnd> {
         let joined = match Box::pin(self.open(transport, ctx)).await {
             Ok(joined) => joined,
             Err(end) => {

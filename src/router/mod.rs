@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 pub use task::RealmHandle;
-pub use types::{Delivery, MetaEvent, Now, Outbox, SessionInfo};
+pub use types::{Delivery, MetaEvent, Now, Outbox, SessionInfo, SessionTransport};
 
 /// The node's realms by name. Read at HELLO; written when realms start or stop.
 #[derive(Debug, Clone, Default)]

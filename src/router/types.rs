@@ -20,12 +20,8 @@ pub struct SessionInfo {
     pub authprovider: String,
     /// The features routing consults, from `HELLO.Details.roles`.
     pub features: Features,
-    /// Transport facts for the session meta API (type, peer address, …), shared by the sessions
-    /// that have the same ones: the streams of one QUIC connection, the link sessions of a node
-    /// (a map costs ~0.7 KiB, and there may be 100k of them).
-    pub transport: Arc<Dict>,
-    /// The session's serializer, shown with `transport` (none for sessions attached in-process).
-    pub serializer: Option<&'static str>,
+    /// Transport facts for the session meta API (type, peer address, serializer, …).
+    pub transport: SessionTransport,
     /// HELLO asked (`_wampmesh.attach = true`) to be attached to the link channel and the
     /// invoke procedure at join, instead of by SUBSCRIBE and REGISTER afterwards: a realm link
     /// is then up one round trip after it opens. Honoured for the link role only.
@@ -71,16 +67,58 @@ impl SessionInfo {
             "authrole" => self.authrole.clone(),
             "authmethod" => self.authmethod.clone(),
             "authprovider" => self.authprovider.clone(),
-            "transport" => self.transport_details(),
+            "transport" => self.transport.details(),
         }
     }
+}
 
-    fn transport_details(&self) -> Value {
-        let mut transport = Dict::clone(&self.transport);
-        if let Some(serializer) = self.serializer {
-            transport.insert("serializer".into(), serializer.into());
+/// What a session knows of its transport, for the meta API (`transport` in `wamp.session.get`).
+/// The facts are shared by the sessions that have the same ones — the streams of one QUIC
+/// connection, the link sessions of a node — because a map costs ~0.7 KiB and a node may hold
+/// 100k sessions; what differs per session is kept beside them. Reads as the shared map.
+#[derive(Debug, Clone, Default)]
+pub struct SessionTransport {
+    pub facts: Arc<Dict>,
+    /// The QUIC stream the session runs on.
+    pub stream: Option<u64>,
+    /// The session's serializer (none for sessions attached in-process).
+    pub serializer: Option<&'static str>,
+}
+
+impl SessionTransport {
+    /// The facts with this session's own: the map the meta API shows.
+    pub fn details(&self) -> Dict {
+        let mut details = Dict::clone(&self.facts);
+        if let Some(stream) = self.stream {
+            details.insert("stream".into(), stream.into());
         }
-        Value::Dict(transport)
+        if let Some(serializer) = self.serializer {
+            details.insert("serializer".into(), serializer.into());
+        }
+        details
+    }
+}
+
+impl std::ops::Deref for SessionTransport {
+    type Target = Dict;
+    fn deref(&self) -> &Dict {
+        &self.facts
+    }
+}
+
+impl From<Dict> for SessionTransport {
+    fn from(facts: Dict) -> Self {
+        Arc::new(facts).into()
+    }
+}
+
+impl From<Arc<Dict>> for SessionTransport {
+    fn from(facts: Arc<Dict>) -> Self {
+        SessionTransport {
+            facts,
+            stream: None,
+            serializer: None,
+        }
     }
 }
 

@@ -1,15 +1,13 @@
 //! The WAMP opening of a router-side session: HELLO, authentication (or a router-link
 //! identity), the management realm check, joining the realm, WELCOME.
 
-use std::sync::Arc;
-
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Connection, Joined, ListenerSettings, SessionContext, SessionEnd};
 use crate::router::auth::{AuthStep, Identity};
 use crate::router::task::SessionOutbound;
-use crate::router::{Now, SessionInfo};
+use crate::router::{Now, SessionInfo, SessionTransport};
 use crate::wamp::uri::{self, reason};
 use crate::wamp::{Dict, Id, Message, Value};
 
@@ -82,7 +80,7 @@ impl<T: super::wire::MessageWire> Connection<T> {
     /// HELLO -> (CHALLENGE -> AUTHENTICATE) -> join the realm -> WELCOME.
     pub(super) async fn open(
         &mut self,
-        transport: Arc<Dict>,
+        mut transport: SessionTransport,
         ctx: &SessionContext,
     ) -> Result<Joined, SessionEnd> {
         let settings = &ctx.settings;
@@ -128,6 +126,7 @@ impl<T: super::wire::MessageWire> Connection<T> {
                 return self.abort(reason::NOT_AUTHORIZED, why).await;
             }
         }
+        transport.serializer = Some(self.serializer.name());
         let info = SessionInfo {
             id: session,
             authid: identity.authid,
@@ -138,7 +137,6 @@ impl<T: super::wire::MessageWire> Connection<T> {
                 details.get("roles").and_then(Value::as_dict),
             ),
             transport,
-            serializer: Some(self.serializer.name()),
             attach_link: details
                 .get(crate::router::mesh::MESH_KEY)
                 .and_then(Value::as_dict)

@@ -149,7 +149,7 @@ impl Accept {
         &self,
         reader: R,
         writer: W,
-        transport: impl Into<std::sync::Arc<crate::wamp::Dict>>,
+        transport: impl Into<crate::router::SessionTransport>,
         also: Option<&TaskTracker>,
     ) where
         R: tokio::io::AsyncRead + Unpin + Send + 'static,

@@ -256,7 +256,10 @@ impl QuicServerConnection {
                         let _ = send.reset(STREAM_REFUSED);
                     }
                     Ok((send, recv)) => {
-                        let transport = std::sync::Arc::clone(&transport);
+                        let transport = crate::router::SessionTransport {
+                            stream: Some(send.id().index()),
+                            ..std::sync::Arc::clone(&transport).into()
+                        };
                         accept.spawn_session_on(recv, send, transport, Some(&sessions));
                     }
                     Err(e) => {

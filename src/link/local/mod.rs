@@ -113,8 +113,7 @@ impl LocalSide {
                 callee_call_canceling: true,
                 callee_progressive_call_results: true,
             },
-            transport: link_transport(),
-            serializer: None,
+            transport: link_transport().into(),
             attach_link: true,
         };
         let (queue, outbound) = mpsc::channel(ctx.settings.outbound_queue);

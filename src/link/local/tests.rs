@@ -62,7 +62,6 @@ impl Raw {
                 callee_progressive_call_results: true,
             },
             transport: Default::default(),
-            serializer: None,
             attach_link: false,
         };
         let (queue, outbound) = mpsc::channel(64);

@@ -69,8 +69,7 @@ fn session(n: u64, role: &str) -> SessionInfo {
         features: Features::from_roles(Some(
             &dict! { "callee" => dict! { "features" => features } },
         )),
-        transport: std::sync::Arc::new(dict! { "type" => "fake" }),
-        serializer: None,
+        transport: dict! { "type" => "fake" }.into(),
         attach_link: false,
     }
 }

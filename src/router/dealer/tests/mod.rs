@@ -32,7 +32,6 @@ pub(super) fn session(n: u64, callee_features: &[&str]) -> SessionInfo {
             &dict! { "callee" => dict! { "features" => features } },
         )),
         transport: Default::default(),
-        serializer: None,
         attach_link: false,
     }
 }
