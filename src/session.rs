@@ -217,29 +217,27 @@ struct Opened<T> {
 /// The opened connection is a local used in place, so the future keeps it once: an argument, a
 /// `?` on the await, or a binding moved into another future would each keep a second copy for
 /// the session's whole life (the compiler does not reuse the room of a moved-from value).
-fn serve_opening<T, F>(opening: Pin<Box<F>>) -> impl Future<Output = Result<(), SessionEnd>>
+async fn serve_opening<T, F>(opening: Pin<Box<F>>) -> Result<(), SessionEnd>
 where
     T: MessageWire,
     F: Future<Output = Result<Opened<T>, SessionEnd>>,
 {
-    async move {
-        let mut opened = match opening.await {
-            Ok(opened) => opened,
-            Err(end) => return Err(end),
-        };
-        let transport = opened.transport.clone();
-        let result = opened.conn.run(transport, &opened.ctx).await;
-        let violation = matches!(result, Err(SessionEnd::ProtocolViolation(_)));
-        if let Err(SessionEnd::ProtocolViolation(why)) = &result {
-            let abort = Message::abort(reason::PROTOCOL_VIOLATION, why);
-            let send = opened.conn.send(&abort);
-            let _ = Box::pin(tokio::time::timeout(CLOSE_WRITE_TIMEOUT, send)).await;
-        }
-        let close = opened.conn.wire.close(violation);
-        let _ = Box::pin(tokio::time::timeout(CLOSE_WRITE_TIMEOUT, close)).await;
-        drop(opened);
-        result
+    let mut opened = match opening.await {
+        Ok(opened) => opened,
+        Err(end) => return Err(end),
+    };
+    let transport = opened.transport.clone();
+    let result = opened.conn.run(transport, &opened.ctx).await;
+    let violation = matches!(result, Err(SessionEnd::ProtocolViolation(_)));
+    if let Err(SessionEnd::ProtocolViolation(why)) = &result {
+        let abort = Message::abort(reason::PROTOCOL_VIOLATION, why);
+        let send = opened.conn.send(&abort);
+        let _ = Box::pin(tokio::time::timeout(CLOSE_WRITE_TIMEOUT, send)).await;
     }
+    let close = opened.conn.wire.close(violation);
+    let _ = Box::pin(tokio::time::timeout(CLOSE_WRITE_TIMEOUT, close)).await;
+    drop(opened);
+    result
 }
 
 struct Connection<T> {

@@ -86,6 +86,7 @@ impl Side {
 ///
 /// Not an `async fn`: its arguments would be kept twice in the future, as arguments and as the
 /// locals they move into, and every idle link would pay for both.
+#[allow(clippy::manual_async_fn)]
 pub fn run(
     mut local: LocalSide,
     mut remote: Side,
