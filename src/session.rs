@@ -126,7 +126,7 @@ impl From<std::io::Error> for SessionEnd {
 /// Not an `async fn`: the opening (RawSocket handshake) runs in a box that is freed when it is
 /// done and takes the reader and writer with it. As arguments of this future they would be kept
 /// for the session's whole life next to the wire they become; this future keeps the session's
-/// state once (see [`serve_opening`]).
+/// state once (see `serve_opening`).
 pub fn serve<R, W>(
     reader: R,
     writer: W,
