@@ -224,7 +224,7 @@ impl QuicServerConnection {
     async fn serve(self, accept: Accept) {
         let conn = &self.connection;
         let peer = conn.remote_address().to_string();
-        // One map for all the connection's sessions (see `SessionInfo::transport`).
+        // One map for all the connection's sessions; each adds its stream (see `SessionTransport`).
         let mut transport = crate::dict! {
             "type" => "rawsocket", "protocol" => "quic", "peer" => peer.clone(),
             "connection" => conn.stable_id() as u64,
