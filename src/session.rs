@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use welcome::router_roles;
@@ -39,6 +38,8 @@ const QUIESCE_TIMEOUT: Duration = Duration::from_secs(1);
 /// still queued) and close its write side. A peer that stopped reading never takes them, and
 /// must not keep the session, its buffers and its admission slot alive.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most messages taken from the outbound queue for one write.
+const BATCH: usize = 64;
 /// The ABORT reason of a session closed because its outbound queue overflowed
 /// (`slow_consumer = "close"`, or a non-event message that found the queue full).
 pub const SLOW_CONSUMER_REASON: &str = "wampmesh.error.slow_consumer";
@@ -249,7 +250,7 @@ struct Connection<T> {
 struct Joined {
     session: Id,
     realm: RealmHandle,
-    outbound: mpsc::Receiver<Arc<crate::wamp::SharedMessage>>,
+    outbound: flume::Receiver<Arc<crate::wamp::SharedMessage>>,
     kill: CancellationToken,
     _gauge: SessionGauge,
 }
@@ -313,10 +314,12 @@ impl<T: MessageWire> Connection<T> {
                     return Ok(());
                 }
                 _ = joined.kill.cancelled() => return Box::pin(self.close_slow_consumer(ctx)).await,
-                n = joined.outbound.recv_many(&mut batch, 64) => {
-                    if n == 0 {
+                first = joined.outbound.recv_async() => {
+                    let Ok(first) = first else {
                         return Err(SessionEnd::Aborted("realm stopped".into()));
-                    }
+                    };
+                    batch.push(first);
+                    batch.extend(joined.outbound.try_iter().take(BATCH - 1));
                     // A peer that stopped reading blocks this write for good; the kill switch
                     // must still end the session (the flush is cancel-safe).
                     tokio::select! {

@@ -4,7 +4,7 @@ use std::sync::{Mutex, OnceLock};
 
 use futures_util::task::AtomicWaker;
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 
 use super::error::ClientError;
 use super::pubsub::Event;
@@ -15,9 +15,9 @@ use crate::wamp::{Dict, Id, Payload};
 /// last one is dropped, the command queue closes and the task says GOODBYE.
 pub(super) struct Link {
     /// Bounded: async operations wait here when the task is behind (backpressure).
-    /// Boxed: a tokio channel allocates its first 32-slot block up front, in every session;
-    /// 32 boxes are 256 bytes, 32 commands would be 4 KiB.
-    pub commands: mpsc::Sender<Box<Command>>,
+    /// Boxed: the queue keeps the room a burst made it grow to, and a box is 8 bytes where a
+    /// command is 128.
+    pub commands: flume::Sender<Box<Command>>,
     /// For `Drop` impls that cannot wait (unsubscribe, unregister, unanswered invocations).
     pub cleanup: std::sync::Arc<Cleanup>,
 }
@@ -51,7 +51,7 @@ impl Link {
     /// Queues a command, waiting while the queue is full.
     pub async fn send(&self, command: Command) -> Result<(), ClientError> {
         self.commands
-            .send(Box::new(command))
+            .send_async(Box::new(command))
             .await
             .map_err(|_| ClientError::Closed)
     }
@@ -139,13 +139,13 @@ pub(super) struct SubscriptionParts {
     pub id: Id,
     /// Tells this handle apart from others the router gave the same subscription id.
     pub local: u64,
-    pub events: mpsc::Receiver<Box<Event>>,
+    pub events: flume::Receiver<Box<Event>>,
 }
 
 /// What REGISTERED gives the new `Registration`.
 pub(super) struct RegistrationParts {
     pub id: Id,
-    pub invocations: mpsc::Receiver<Box<Invocation>>,
+    pub invocations: flume::Receiver<Box<Invocation>>,
 }
 
 /// Where the results of one CALL go.
@@ -153,7 +153,7 @@ pub(super) enum CallReply {
     /// A plain call: the final RESULT or ERROR.
     Once(Reply<CallResult>),
     /// A `PendingCall`: first `Sent` with the request id, then every result.
-    Stream(mpsc::Sender<CallEvent>),
+    Stream(flume::Sender<CallEvent>),
 }
 
 /// One item on a `PendingCall`'s queue.

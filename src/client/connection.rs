@@ -8,8 +8,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
+use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::Notify;
 use tokio::time::Sleep;
 use tokio_util::codec::Decoder;
 
@@ -128,7 +129,7 @@ pub(super) struct Connection<S> {
     pub decoder: FrameCodec,
     pub out: FrameWriter,
     pub serializer: Serializer,
-    pub commands: mpsc::Receiver<Box<Command>>,
+    pub commands: flume::r#async::RecvStream<'static, Box<Command>>,
     pub cleanup: Arc<Cleanup>,
     pub state: SessionState,
     commands_open: bool,
@@ -149,7 +150,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         decoder: FrameCodec,
         out: FrameWriter,
         serializer: Serializer,
-        commands: mpsc::Receiver<Box<Command>>,
+        commands: flume::r#async::RecvStream<'static, Box<Command>>,
         cleanup: Arc<Cleanup>,
         state: SessionState,
     ) -> Self {
@@ -173,10 +174,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Drives the session to its end, then publishes why it ended. Dropping `self` afterwards
     /// fails every pending request with `Closed` and ends every handle's stream.
-    pub async fn run(mut self, closed: watch::Sender<Option<CloseReason>>) {
-        let reason = poll_fn(|cx| self.poll_drive(cx)).await;
-        tracing::debug!(reason = reason.reason(), "session ended");
-        closed.send_replace(Some(reason));
+    pub fn run(mut self, ended: Arc<Ended>) -> impl Future<Output = ()> {
+        // Also says so if the task is dropped before the end (the runtime shuts down), even
+        // before it first ran.
+        let ended = EndOnDrop(ended);
+        async move {
+            let reason = poll_fn(|cx| self.poll_drive(cx)).await;
+            tracing::debug!(reason = reason.reason(), "session ended");
+            ended.0.set(reason);
+        }
     }
 
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
@@ -216,7 +222,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         let mut taken = 0;
         while self.commands_open && self.out.len() < WRITE_HIGH_WATER && taken < COMMAND_BATCH {
-            match self.commands.poll_recv(cx) {
+            match self.commands.poll_next_unpin(cx) {
                 Poll::Ready(Some(command)) => {
                     self.run_command(*command);
                     taken += 1;
@@ -433,6 +439,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     None
                 }
             }
+        }
+    }
+}
+
+/// Why the session ended, once it has: set once by the connection task, awaited by handles.
+/// A `OnceLock` and a `Notify` (~0.1 KiB) rather than a watch channel (~0.4 KiB): every idle
+/// realm link keeps one.
+#[derive(Default)]
+pub(super) struct Ended {
+    reason: std::sync::OnceLock<CloseReason>,
+    notify: Notify,
+}
+
+impl Ended {
+    fn set(&self, reason: CloseReason) {
+        let _ = self.reason.set(reason);
+        self.notify.notify_waiters();
+    }
+
+    pub fn get(&self) -> Option<&CloseReason> {
+        self.reason.get()
+    }
+
+    pub async fn wait(&self) -> CloseReason {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check, so a `set` in between is not missed.
+            notified.as_mut().enable();
+            if let Some(reason) = self.reason.get() {
+                return reason.clone();
+            }
+            notified.await;
+        }
+    }
+}
+
+struct EndOnDrop(Arc<Ended>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if self.0.get().is_none() {
+            self.0.set(CloseReason::TransportLost {
+                error: "connection task ended".into(),
+            });
         }
     }
 }

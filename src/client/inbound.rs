@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use super::command::{CallEvent, CallReply, InterruptSignal, RegistrationParts, SubscriptionParts};
 use super::connection::FrameWriter;
 use super::deliver::{deliver, deliver_event, LocalSubscriber, Parked};
@@ -230,7 +228,7 @@ impl SessionState {
     /// A local handle for router subscription `subscription` (after SUBSCRIBED, or preset).
     pub(super) fn preset_subscription(&mut self, subscription: Id) -> SubscriptionParts {
         let local = self.next_local();
-        let (tx, events) = mpsc::channel(self.queue_capacity);
+        let (tx, events) = flume::bounded(self.queue_capacity);
         self.subscriptions
             .entry(subscription)
             .or_default()
@@ -244,7 +242,7 @@ impl SessionState {
 
     /// A local handle for router registration `registration` (after REGISTERED, or preset).
     pub(super) fn preset_registration(&mut self, registration: Id) -> RegistrationParts {
-        let (tx, invocations) = mpsc::channel(self.queue_capacity);
+        let (tx, invocations) = flume::bounded(self.queue_capacity);
         self.registrations.insert(registration, tx);
         RegistrationParts {
             id: registration,

@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use super::command::{Command, Link, SubscriptionParts};
 use super::error::ClientError;
 use crate::wamp::{Dict, Id, Payload};
@@ -25,7 +23,7 @@ pub struct Event {
 pub struct Subscription {
     id: Id,
     local: u64,
-    events: mpsc::Receiver<Box<Event>>,
+    events: flume::Receiver<Box<Event>>,
     link: Arc<Link>,
     /// Set once `unsubscribe` has sent its own command, so `Drop` does not.
     done: bool,
@@ -50,16 +48,20 @@ impl Subscription {
     /// The next event; `None` once the subscription is revoked by the router or the session
     /// has ended.
     pub async fn next(&mut self) -> Option<Event> {
-        self.events.recv().await.map(|e| *e)
+        self.events.recv_async().await.ok().map(|e| *e)
     }
 
     /// Moves up to `limit` queued events into `events`, waiting for at least one; returns how
     /// many (`limit` >= 1), 0 once the stream has ended. For consumers that want fewer wake-ups.
     pub async fn next_batch(&mut self, events: &mut Vec<Event>, limit: usize) -> usize {
-        let mut boxed = Vec::with_capacity(limit.min(1024));
-        let n = self.events.recv_many(&mut boxed, limit).await;
-        events.extend(boxed.into_iter().map(|e| *e));
-        n
+        let Ok(first) = self.events.recv_async().await else {
+            return 0;
+        };
+        let before = events.len();
+        events.push(*first);
+        let more = self.events.try_iter().take(limit.saturating_sub(1));
+        events.extend(more.map(|e| *e));
+        events.len() - before
     }
 
     /// Unsubscribes and waits for the router's UNSUBSCRIBED. Events already queued are lost.

@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use super::command::{CallEvent, Command, InterruptSignal, Link, RegistrationParts};
 use super::error::ClientError;
 use crate::wamp::{Dict, Id, Payload, Value};
@@ -29,13 +27,13 @@ impl CallResult {
 /// does not cancel the call; its results are then discarded.
 pub struct PendingCall {
     request: Id,
-    results: mpsc::Receiver<CallEvent>,
+    results: flume::Receiver<CallEvent>,
     link: Arc<Link>,
     finished: bool,
 }
 
 impl PendingCall {
-    pub(super) fn new(request: Id, results: mpsc::Receiver<CallEvent>, link: Arc<Link>) -> Self {
+    pub(super) fn new(request: Id, results: flume::Receiver<CallEvent>, link: Arc<Link>) -> Self {
         PendingCall {
             request,
             results,
@@ -56,7 +54,7 @@ impl PendingCall {
             return None;
         }
         loop {
-            let item = match self.results.recv().await {
+            let item = match self.results.recv_async().await.ok() {
                 Some(CallEvent::Sent(_)) => continue,
                 Some(CallEvent::Result(result)) => {
                     self.finished = !result.is_progress();
@@ -97,7 +95,7 @@ impl PendingCall {
 /// are answered with an ERROR.
 pub struct Registration {
     id: Id,
-    invocations: mpsc::Receiver<Box<Invocation>>,
+    invocations: flume::Receiver<Box<Invocation>>,
     link: Arc<Link>,
     done: bool,
 }
@@ -119,7 +117,7 @@ impl Registration {
 
     /// The next invocation; `None` once revoked by the router or the session has ended.
     pub async fn next(&mut self) -> Option<Invocation> {
-        self.invocations.recv().await.map(|i| *i)
+        self.invocations.recv_async().await.ok().map(|i| *i)
     }
 
     /// Unregisters and waits for the router's UNREGISTERED.

@@ -4,11 +4,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::command::{CallEvent, CallReply, Cleanup, Command, Link};
-use super::connection::{Connection, FrameWriter};
+use super::connection::{Connection, Ended, FrameWriter};
 use super::error::{ClientError, CloseReason};
 use super::join::join;
 use super::pubsub::Subscription;
@@ -38,7 +37,7 @@ struct Shared {
     welcome: Box<[u8]>,
     serializer: Serializer,
     link: Arc<Link>,
-    closed: watch::Receiver<Option<CloseReason>>,
+    ended: Arc<Ended>,
     /// Bound of each progressive call's queue.
     queue_capacity: usize,
 }
@@ -67,13 +66,13 @@ impl Session {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let joined = join(stream, &config).await?;
-        let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let (commands_tx, commands) = flume::bounded(COMMAND_QUEUE);
         let cleanup = Arc::new(Cleanup::default());
         let link = Arc::new(Link {
             commands: commands_tx,
             cleanup: cleanup.clone(),
         });
-        let (closed_tx, closed) = watch::channel(None);
+        let ended = Arc::new(Ended::default());
         let mut state = SessionState::new(Arc::downgrade(&link), config.queue_capacity);
         let subscriptions = subscriptions
             .iter()
@@ -90,7 +89,7 @@ impl Session {
             joined.codec,
             out,
             config.serializer,
-            commands,
+            commands.into_stream(),
             cleanup,
             state,
         );
@@ -98,14 +97,14 @@ impl Session {
             tracing::debug_span!("wamp_client", session = %joined.session, realm = %config.realm);
         span.in_scope(|| tracing::debug!(serializer = config.serializer.name(), "joined"));
         // The task ends with the session (see the module docs), so it needs no tracker.
-        tokio::spawn(connection.run(closed_tx).instrument(span));
+        tokio::spawn(connection.run(ended.clone()).instrument(span));
         let session = Session {
             shared: Arc::new(Shared {
                 id: joined.session,
                 welcome: encoded_welcome(config.serializer, joined.session, joined.details),
                 serializer: config.serializer,
                 link,
-                closed,
+                ended,
                 queue_capacity: config.queue_capacity.max(1),
             }),
         };
@@ -233,7 +232,7 @@ impl Session {
         payload: Payload,
         options: Dict,
     ) -> Result<PendingCall, ClientError> {
-        let (tx, mut results) = mpsc::channel(self.shared.queue_capacity);
+        let (tx, results) = flume::bounded(self.shared.queue_capacity);
         let command = Command::Call {
             procedure: procedure.to_owned(),
             options,
@@ -241,7 +240,7 @@ impl Session {
             reply: CallReply::Stream(tx),
         };
         self.link().send(command).await?;
-        match results.recv().await {
+        match results.recv_async().await.ok() {
             Some(CallEvent::Sent(request)) => {
                 Ok(PendingCall::new(request, results, self.link().clone()))
             }
@@ -280,19 +279,12 @@ impl Session {
 
     /// Resolves when the session has ended, with why.
     pub async fn closed(&self) -> CloseReason {
-        let mut closed = self.shared.closed.clone();
-        let outcome = closed.wait_for(Option::is_some).await;
-        match outcome.as_deref() {
-            Ok(Some(reason)) => reason.clone(),
-            _ => CloseReason::TransportLost {
-                error: "connection task ended".into(),
-            },
-        }
+        self.shared.ended.wait().await
     }
 
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.borrow().is_some()
+        self.shared.ended.get().is_some()
     }
 }
 

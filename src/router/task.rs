@@ -18,7 +18,9 @@ use super::types::{Now, Outbox, SessionInfo};
 /// The realm's way to reach one session: its bounded outbound queue and a kill switch.
 #[derive(Debug, Clone)]
 pub struct SessionOutbound {
-    pub queue: mpsc::Sender<Arc<SharedMessage>>,
+    /// A flume channel: it allocates nothing until used, where a tokio channel takes a
+    /// 32-slot block up front in each of tens of thousands of idle sessions and links.
+    pub queue: flume::Sender<Arc<SharedMessage>>,
     /// Cancelled by the realm when the session must close (its queue overflowed).
     pub kill: CancellationToken,
     /// Where events dropped because this session's queue was full are counted: a counter of
@@ -230,7 +232,7 @@ fn deliver(
         };
         match session.queue.try_send(delivery.message) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(message)) => {
+            Err(flume::TrySendError::Full(message)) => {
                 let is_event = matches!(message.message(), Message::Event { .. });
                 if is_event && policy == SlowConsumerPolicy::Drop {
                     session.dropped.fetch_add(1, Ordering::Relaxed);
@@ -239,7 +241,7 @@ fn deliver(
                     session.kill.cancel();
                 }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(flume::TrySendError::Disconnected(_)) => {}
         }
     }
 }

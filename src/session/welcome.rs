@@ -1,7 +1,6 @@
 //! The WAMP opening of a router-side session: HELLO, authentication (or a router-link
 //! identity), the management realm check, joining the realm, WELCOME.
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Connection, Joined, ListenerSettings, SessionContext, SessionEnd};
@@ -158,7 +157,7 @@ impl<T: super::wire::MessageWire> Connection<T> {
             let attached = crate::dict! { "attached" => true };
             welcome.insert(crate::router::mesh::MESH_KEY.into(), attached.into());
         }
-        let (queue, outbound) = mpsc::channel(settings.outbound_queue);
+        let (queue, outbound) = flume::bounded(settings.outbound_queue);
         let kill = CancellationToken::new();
         let dropped = ctx.metrics.events_dropped();
         let link = SessionOutbound {
