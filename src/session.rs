@@ -250,7 +250,7 @@ struct Connection<T> {
 struct Joined {
     session: Id,
     realm: RealmHandle,
-    outbound: flume::Receiver<Arc<crate::wamp::SharedMessage>>,
+    outbound: crate::queue::Receiver<Arc<crate::wamp::SharedMessage>>,
     kill: CancellationToken,
     _gauge: SessionGauge,
 }
@@ -314,12 +314,17 @@ impl<T: MessageWire> Connection<T> {
                     return Ok(());
                 }
                 _ = joined.kill.cancelled() => return Box::pin(self.close_slow_consumer(ctx)).await,
-                first = joined.outbound.recv_async() => {
-                    let Ok(first) = first else {
+                first = joined.outbound.recv() => {
+                    let Some(first) = first else {
                         return Err(SessionEnd::Aborted("realm stopped".into()));
                     };
                     batch.push(first);
-                    batch.extend(joined.outbound.try_iter().take(BATCH - 1));
+                    while batch.len() < BATCH {
+                        match joined.outbound.try_recv() {
+                            Some(more) => batch.push(more),
+                            None => break,
+                        }
+                    }
                     // A peer that stopped reading blocks this write for good; the kill switch
                     // must still end the session (the flush is cancel-safe).
                     tokio::select! {
@@ -371,7 +376,7 @@ impl<T: MessageWire> Connection<T> {
     async fn close_for_shutdown(&mut self, joined: &mut Joined) -> Result<(), SessionEnd> {
         let _ = tokio::time::timeout(QUIESCE_TIMEOUT, joined.realm.quiesce()).await;
         let mut batch = Vec::new();
-        while let Ok(message) = joined.outbound.try_recv() {
+        while let Some(message) = joined.outbound.try_recv() {
             batch.push(message);
         }
         self.write_batch(&mut batch).await?;

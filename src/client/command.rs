@@ -17,7 +17,7 @@ pub(super) struct Link {
     /// Bounded: async operations wait here when the task is behind (backpressure).
     /// Boxed: the queue keeps the room a burst made it grow to, and a box is 8 bytes where a
     /// command is 128.
-    pub commands: flume::Sender<Box<Command>>,
+    pub commands: crate::queue::Sender<Box<Command>>,
     /// For `Drop` impls that cannot wait (unsubscribe, unregister, unanswered invocations).
     pub cleanup: std::sync::Arc<Cleanup>,
 }
@@ -51,7 +51,7 @@ impl Link {
     /// Queues a command, waiting while the queue is full.
     pub async fn send(&self, command: Command) -> Result<(), ClientError> {
         self.commands
-            .send_async(Box::new(command))
+            .send(Box::new(command))
             .await
             .map_err(|_| ClientError::Closed)
     }
@@ -139,13 +139,13 @@ pub(super) struct SubscriptionParts {
     pub id: Id,
     /// Tells this handle apart from others the router gave the same subscription id.
     pub local: u64,
-    pub events: flume::Receiver<Box<Event>>,
+    pub events: crate::queue::Receiver<Box<Event>>,
 }
 
 /// What REGISTERED gives the new `Registration`.
 pub(super) struct RegistrationParts {
     pub id: Id,
-    pub invocations: flume::Receiver<Box<Invocation>>,
+    pub invocations: crate::queue::Receiver<Box<Invocation>>,
 }
 
 /// Where the results of one CALL go.
@@ -153,7 +153,7 @@ pub(super) enum CallReply {
     /// A plain call: the final RESULT or ERROR.
     Once(Reply<CallResult>),
     /// A `PendingCall`: first `Sent` with the request id, then every result.
-    Stream(flume::Sender<CallEvent>),
+    Stream(crate::queue::Sender<CallEvent>),
 }
 
 /// One item on a `PendingCall`'s queue.

@@ -8,7 +8,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
-use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::time::Sleep;
@@ -129,7 +128,7 @@ pub(super) struct Connection<S> {
     pub decoder: FrameCodec,
     pub out: FrameWriter,
     pub serializer: Serializer,
-    pub commands: flume::r#async::RecvStream<'static, Box<Command>>,
+    pub commands: crate::queue::Receiver<Box<Command>>,
     pub cleanup: Arc<Cleanup>,
     pub state: SessionState,
     commands_open: bool,
@@ -150,7 +149,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         decoder: FrameCodec,
         out: FrameWriter,
         serializer: Serializer,
-        commands: flume::r#async::RecvStream<'static, Box<Command>>,
+        commands: crate::queue::Receiver<Box<Command>>,
         cleanup: Arc<Cleanup>,
         state: SessionState,
     ) -> Self {
@@ -222,7 +221,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         let mut taken = 0;
         while self.commands_open && self.out.len() < WRITE_HIGH_WATER && taken < COMMAND_BATCH {
-            match self.commands.poll_next_unpin(cx) {
+            match self.commands.poll_recv(cx) {
                 Poll::Ready(Some(command)) => {
                     self.run_command(*command);
                     taken += 1;

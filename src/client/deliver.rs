@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use flume::TrySendError;
+use crate::queue::TrySendError;
 
 use super::pubsub::Event;
 
@@ -16,18 +16,18 @@ pub(super) type Parked = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// One `Subscription` handle behind a router subscription id.
 pub(super) struct LocalSubscriber {
     pub local: u64,
-    pub events: flume::Sender<Box<Event>>,
+    pub events: crate::queue::Sender<Box<Event>>,
 }
 
 /// Hands `item` to a handle's queue; if the queue is full, returns the send to finish later.
 /// A closed queue (handle dropped) swallows the item.
-pub(super) fn deliver<T: Send + 'static>(tx: &flume::Sender<T>, item: T) -> Option<Parked> {
+pub(super) fn deliver<T: Send + 'static>(tx: &crate::queue::Sender<T>, item: T) -> Option<Parked> {
     match tx.try_send(item) {
-        Ok(()) | Err(TrySendError::Disconnected(_)) => None,
+        Ok(()) | Err(TrySendError::Closed(_)) => None,
         Err(TrySendError::Full(item)) => {
             let tx = tx.clone();
             Some(Box::pin(async move {
-                let _ = tx.send_async(item).await;
+                let _ = tx.send(item).await;
             }))
         }
     }
@@ -47,10 +47,10 @@ pub(super) fn deliver_event(locals: &[LocalSubscriber], event: Event) -> Option<
             let first = local.events.clone();
             let rest: Vec<_> = locals[i + 1..].iter().map(|l| l.events.clone()).collect();
             return Some(Box::pin(async move {
-                let _ = first.send_async(item).await;
+                let _ = first.send(item).await;
                 if let Some(event) = event {
                     for tx in rest {
-                        let _ = tx.send_async(event.clone()).await;
+                        let _ = tx.send(event.clone()).await;
                     }
                 }
             }));

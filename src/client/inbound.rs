@@ -228,7 +228,7 @@ impl SessionState {
     /// A local handle for router subscription `subscription` (after SUBSCRIBED, or preset).
     pub(super) fn preset_subscription(&mut self, subscription: Id) -> SubscriptionParts {
         let local = self.next_local();
-        let (tx, events) = flume::bounded(self.queue_capacity);
+        let (tx, events) = crate::queue::bounded(self.queue_capacity);
         self.subscriptions
             .entry(subscription)
             .or_default()
@@ -242,7 +242,7 @@ impl SessionState {
 
     /// A local handle for router registration `registration` (after REGISTERED, or preset).
     pub(super) fn preset_registration(&mut self, registration: Id) -> RegistrationParts {
-        let (tx, invocations) = flume::bounded(self.queue_capacity);
+        let (tx, invocations) = crate::queue::bounded(self.queue_capacity);
         self.registrations.insert(registration, tx);
         RegistrationParts {
             id: registration,

@@ -23,7 +23,7 @@ pub struct Event {
 pub struct Subscription {
     id: Id,
     local: u64,
-    events: flume::Receiver<Box<Event>>,
+    events: crate::queue::Receiver<Box<Event>>,
     link: Arc<Link>,
     /// Set once `unsubscribe` has sent its own command, so `Drop` does not.
     done: bool,
@@ -48,20 +48,25 @@ impl Subscription {
     /// The next event; `None` once the subscription is revoked by the router or the session
     /// has ended.
     pub async fn next(&mut self) -> Option<Event> {
-        self.events.recv_async().await.ok().map(|e| *e)
+        self.events.recv().await.map(|e| *e)
     }
 
     /// Moves up to `limit` queued events into `events`, waiting for at least one; returns how
     /// many (`limit` >= 1), 0 once the stream has ended. For consumers that want fewer wake-ups.
     pub async fn next_batch(&mut self, events: &mut Vec<Event>, limit: usize) -> usize {
-        let Ok(first) = self.events.recv_async().await else {
+        let Some(first) = self.events.recv().await else {
             return 0;
         };
-        let before = events.len();
         events.push(*first);
-        let more = self.events.try_iter().take(limit.saturating_sub(1));
-        events.extend(more.map(|e| *e));
-        events.len() - before
+        let mut n = 1;
+        while n < limit {
+            let Some(event) = self.events.try_recv() else {
+                break;
+            };
+            events.push(*event);
+            n += 1;
+        }
+        n
     }
 
     /// Unsubscribes and waits for the router's UNSUBSCRIBED. Events already queued are lost.

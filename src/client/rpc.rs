@@ -27,13 +27,17 @@ impl CallResult {
 /// does not cancel the call; its results are then discarded.
 pub struct PendingCall {
     request: Id,
-    results: flume::Receiver<CallEvent>,
+    results: crate::queue::Receiver<CallEvent>,
     link: Arc<Link>,
     finished: bool,
 }
 
 impl PendingCall {
-    pub(super) fn new(request: Id, results: flume::Receiver<CallEvent>, link: Arc<Link>) -> Self {
+    pub(super) fn new(
+        request: Id,
+        results: crate::queue::Receiver<CallEvent>,
+        link: Arc<Link>,
+    ) -> Self {
         PendingCall {
             request,
             results,
@@ -54,7 +58,7 @@ impl PendingCall {
             return None;
         }
         loop {
-            let item = match self.results.recv_async().await.ok() {
+            let item = match self.results.recv().await {
                 Some(CallEvent::Sent(_)) => continue,
                 Some(CallEvent::Result(result)) => {
                     self.finished = !result.is_progress();
@@ -95,7 +99,7 @@ impl PendingCall {
 /// are answered with an ERROR.
 pub struct Registration {
     id: Id,
-    invocations: flume::Receiver<Box<Invocation>>,
+    invocations: crate::queue::Receiver<Box<Invocation>>,
     link: Arc<Link>,
     done: bool,
 }
@@ -117,7 +121,7 @@ impl Registration {
 
     /// The next invocation; `None` once revoked by the router or the session has ended.
     pub async fn next(&mut self) -> Option<Invocation> {
-        self.invocations.recv_async().await.ok().map(|i| *i)
+        self.invocations.recv().await.map(|i| *i)
     }
 
     /// Unregisters and waits for the router's UNREGISTERED.

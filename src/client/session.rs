@@ -66,7 +66,7 @@ impl Session {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let joined = join(stream, &config).await?;
-        let (commands_tx, commands) = flume::bounded(COMMAND_QUEUE);
+        let (commands_tx, commands) = crate::queue::bounded(COMMAND_QUEUE);
         let cleanup = Arc::new(Cleanup::default());
         let link = Arc::new(Link {
             commands: commands_tx,
@@ -89,7 +89,7 @@ impl Session {
             joined.codec,
             out,
             config.serializer,
-            commands.into_stream(),
+            commands,
             cleanup,
             state,
         );
@@ -232,7 +232,7 @@ impl Session {
         payload: Payload,
         options: Dict,
     ) -> Result<PendingCall, ClientError> {
-        let (tx, results) = flume::bounded(self.shared.queue_capacity);
+        let (tx, mut results) = crate::queue::bounded(self.shared.queue_capacity);
         let command = Command::Call {
             procedure: procedure.to_owned(),
             options,
@@ -240,7 +240,7 @@ impl Session {
             reply: CallReply::Stream(tx),
         };
         self.link().send(command).await?;
-        match results.recv_async().await.ok() {
+        match results.recv().await {
             Some(CallEvent::Sent(request)) => {
                 Ok(PendingCall::new(request, results, self.link().clone()))
             }

@@ -90,7 +90,7 @@ pub(super) struct SessionState {
     pub(super) subscriptions: IdMap<Vec<LocalSubscriber>>,
     /// Event and invocation queues carry boxes: a tokio channel allocates its first 32-slot
     /// block when it is made, and 32 boxes take 256 bytes where 32 invocations take 3.75 KiB.
-    pub(super) registrations: IdMap<flume::Sender<Box<Invocation>>>,
+    pub(super) registrations: IdMap<crate::queue::Sender<Box<Invocation>>>,
     /// Invocations not answered yet, for INTERRUPT.
     pub(super) invocations: IdMap<Arc<InterruptSignal>>,
     next_local: u64,

@@ -18,9 +18,9 @@ use super::types::{Now, Outbox, SessionInfo};
 /// The realm's way to reach one session: its bounded outbound queue and a kill switch.
 #[derive(Debug, Clone)]
 pub struct SessionOutbound {
-    /// A flume channel: it allocates nothing until used, where a tokio channel takes a
-    /// 32-slot block up front in each of tens of thousands of idle sessions and links.
-    pub queue: flume::Sender<Arc<SharedMessage>>,
+    /// A [`crate::queue`]: nothing allocated until used, where a tokio channel takes a 32-slot
+    /// block up front in each of tens of thousands of idle sessions and links.
+    pub queue: crate::queue::Sender<Arc<SharedMessage>>,
     /// Cancelled by the realm when the session must close (its queue overflowed).
     pub kill: CancellationToken,
     /// Where events dropped because this session's queue was full are counted: a counter of
@@ -232,7 +232,7 @@ fn deliver(
         };
         match session.queue.try_send(delivery.message) {
             Ok(()) => {}
-            Err(flume::TrySendError::Full(message)) => {
+            Err(crate::queue::TrySendError::Full(message)) => {
                 let is_event = matches!(message.message(), Message::Event { .. });
                 if is_event && policy == SlowConsumerPolicy::Drop {
                     session.dropped.fetch_add(1, Ordering::Relaxed);
@@ -241,7 +241,7 @@ fn deliver(
                     session.kill.cancel();
                 }
             }
-            Err(flume::TrySendError::Disconnected(_)) => {}
+            Err(crate::queue::TrySendError::Closed(_)) => {}
         }
     }
 }

@@ -157,7 +157,7 @@ impl<T: super::wire::MessageWire> Connection<T> {
             let attached = crate::dict! { "attached" => true };
             welcome.insert(crate::router::mesh::MESH_KEY.into(), attached.into());
         }
-        let (queue, outbound) = flume::bounded(settings.outbound_queue);
+        let (queue, outbound) = crate::queue::bounded(settings.outbound_queue);
         let kill = CancellationToken::new();
         let dropped = ctx.metrics.events_dropped();
         let link = SessionOutbound {

@@ -46,7 +46,7 @@ pub enum FromRealm {
 /// The link's session on the local realm.
 pub struct LocalSide {
     shared: Arc<Shared>,
-    outbound: flume::Receiver<Arc<SharedMessage>>,
+    outbound: crate::queue::Receiver<Arc<SharedMessage>>,
     kill: CancellationToken,
     /// A RESULT for a call whose queue was full, delivered before anything else is taken.
     parked: Option<(CallSender, Result<CallResult, ClientError>)>,
@@ -116,7 +116,7 @@ impl LocalSide {
             transport: link_transport().into(),
             attach_link: true,
         };
-        let (queue, outbound) = flume::bounded(ctx.settings.outbound_queue);
+        let (queue, outbound) = crate::queue::bounded(ctx.settings.outbound_queue);
         let kill = CancellationToken::new();
         let link = SessionOutbound {
             queue,
@@ -168,9 +168,9 @@ impl LocalSide {
                     self.metrics.slow_consumer_closed();
                     return FromRealm::Ended("closed by the realm: outbound queue overflowed".into());
                 }
-                shared = self.outbound.recv_async() => match shared {
-                    Ok(shared) => shared,
-                    Err(_) => return FromRealm::Ended("local realm stopped".into()),
+                shared = self.outbound.recv() => match shared {
+                    Some(shared) => shared,
+                    None => return FromRealm::Ended("local realm stopped".into()),
                 },
             };
             let message = Arc::try_unwrap(shared).map_or_else(

@@ -44,7 +44,7 @@ fn node() -> (SessionContext, tokio_util::task::TaskTracker) {
 struct Raw {
     id: SessionId,
     realm: RealmHandle,
-    outbound: flume::Receiver<Arc<SharedMessage>>,
+    outbound: crate::queue::Receiver<Arc<SharedMessage>>,
 }
 
 impl Raw {
@@ -64,7 +64,7 @@ impl Raw {
             transport: Default::default(),
             attach_link: false,
         };
-        let (queue, outbound) = flume::bounded(64);
+        let (queue, outbound) = crate::queue::bounded(64);
         let link = SessionOutbound {
             queue,
             kill: CancellationToken::new(),
@@ -85,7 +85,7 @@ impl Raw {
     }
 
     async fn next(&mut self) -> Message {
-        let shared = tokio::time::timeout(WAIT, self.outbound.recv_async()).await;
+        let shared = tokio::time::timeout(WAIT, self.outbound.recv()).await;
         shared
             .expect("a message in time")
             .expect("open")
