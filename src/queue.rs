@@ -17,8 +17,9 @@
 //! `wampmesh bench --scenario throughput --quick` runs; without it 1.29–1.35x (three runs).
 //!
 //! One receiver, any number of senders. The receiver ends (`None`) once every sender is gone
-//! and the queue is empty; senders fail once the receiver is gone. A queue keeps the room a
-//! burst made it grow to, so large items should be boxed.
+//! and the queue is empty; senders fail once the receiver is gone. The room a burst made the
+//! queue grow to is given back once it is empty again (tens of thousands of sessions would
+//! otherwise each keep their largest burst for good); items should be small (boxed).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -63,10 +64,22 @@ struct State<T> {
     receiver_gone: bool,
 }
 
+/// Room an empty queue keeps; more is given back.
+const IDLE_ROOM: usize = 8;
+
 impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // Nothing runs user code under the lock, so a poisoned lock still holds a sound queue.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the first item, giving back a burst's room once the queue is empty.
+    fn pop(state: &mut State<T>) -> Option<T> {
+        let item = state.items.pop_front();
+        if state.items.is_empty() && state.items.capacity() > IDLE_ROOM {
+            state.items = VecDeque::new();
+        }
+        item
     }
 }
 
@@ -166,7 +179,7 @@ impl<T> Receiver<T> {
         // Registered before looking, so a send in between wakes this task.
         self.shared.receiver.register(cx.waker());
         let mut state = self.shared.lock();
-        match state.items.pop_front() {
+        match Shared::pop(&mut state) {
             Some(item) => {
                 drop(state);
                 self.shared.room.notify_one();
@@ -179,7 +192,7 @@ impl<T> Receiver<T> {
 
     /// The next item if one is queued.
     pub fn try_recv(&mut self) -> Option<T> {
-        let item = self.shared.lock().items.pop_front();
+        let item = Shared::pop(&mut self.shared.lock());
         if item.is_some() {
             self.shared.room.notify_one();
         }
@@ -263,6 +276,24 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), Err(2));
         assert_eq!(tx.try_send(3), Err(TrySendError::Closed(3)));
         assert!(tx.is_closed());
+    }
+
+    #[test]
+    fn an_emptied_queue_gives_back_the_room_of_a_burst() {
+        let (tx, mut rx) = bounded(4096);
+        for i in 0..1000 {
+            tx.try_send(i).unwrap();
+        }
+        assert!(rx.shared.lock().items.capacity() >= 1000);
+        while rx.try_recv().is_some() {}
+        assert!(rx.shared.lock().items.capacity() <= IDLE_ROOM);
+        // A queue that is never more than a few deep keeps its room.
+        tx.try_send(1).unwrap();
+        tx.try_send(2).unwrap();
+        assert_eq!(rx.try_recv(), Some(1));
+        let room = rx.shared.lock().items.capacity();
+        assert_eq!(rx.try_recv(), Some(2));
+        assert_eq!(rx.shared.lock().items.capacity(), room);
     }
 
     #[tokio::test]
