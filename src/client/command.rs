@@ -15,8 +15,8 @@ use crate::wamp::{Dict, Id, Payload};
 /// last one is dropped, the command queue closes and the task says GOODBYE.
 pub(super) struct Link {
     /// Bounded: async operations wait here when the task is behind (backpressure).
-    /// Boxed: the queue keeps the room a burst made it grow to, and a box is 8 bytes where a
-    /// command is 128.
+    /// Boxed: a queue holds the room of its largest burst until it is empty again, and a box
+    /// is 8 bytes where a command is 128.
     pub commands: crate::queue::Sender<Box<Command>>,
     /// For `Drop` impls that cannot wait (unsubscribe, unregister, unanswered invocations).
     pub cleanup: std::sync::Arc<Cleanup>,

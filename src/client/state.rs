@@ -88,8 +88,8 @@ pub(super) struct SessionState {
     pub(super) pending: IdMap<Pending>,
     /// Router subscription id → the handles (the router may hand out one id twice).
     pub(super) subscriptions: IdMap<Vec<LocalSubscriber>>,
-    /// Event and invocation queues carry boxes: a tokio channel allocates its first 32-slot
-    /// block when it is made, and 32 boxes take 256 bytes where 32 invocations take 3.75 KiB.
+    /// Event and invocation queues carry boxes: a queue holds the room of its largest burst
+    /// until it is empty again, and a box is 8 bytes where an invocation is 120.
     pub(super) registrations: IdMap<crate::queue::Sender<Box<Invocation>>>,
     /// Invocations not answered yet, for INTERRUPT.
     pub(super) invocations: IdMap<Arc<InterruptSignal>>,
