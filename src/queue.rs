@@ -129,11 +129,6 @@ impl<T> Sender<T> {
             room.await;
         }
     }
-
-    /// Whether the receiver is gone.
-    pub fn is_closed(&self) -> bool {
-        self.shared.lock().receiver_gone
-    }
 }
 
 impl<T> Clone for Sender<T> {
@@ -199,12 +194,32 @@ impl<T> Receiver<T> {
         item
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.shared.lock().items.is_empty()
+    /// Waits for the next item, then moves it and up to `limit - 1` more that are queued into
+    /// `items` under one lock; returns how many, 0 once the queue has ended. Cancel-safe: after
+    /// the first item nothing waits.
+    pub async fn recv_many(&mut self, items: &mut Vec<T>, limit: usize) -> usize {
+        let Some(first) = self.recv().await else {
+            return 0;
+        };
+        items.push(first);
+        let mut taken = 1;
+        let mut state = self.shared.lock();
+        while taken < limit {
+            let Some(item) = Shared::pop(&mut state) else {
+                break;
+            };
+            items.push(item);
+            taken += 1;
+        }
+        drop(state);
+        for _ in 1..taken {
+            self.shared.room.notify_one();
+        }
+        taken
     }
 
-    pub fn len(&self) -> usize {
-        self.shared.lock().items.len()
+    pub fn is_empty(&self) -> bool {
+        self.shared.lock().items.is_empty()
     }
 }
 
@@ -275,7 +290,26 @@ mod tests {
         drop(rx);
         assert_eq!(waiting.await.unwrap(), Err(2));
         assert_eq!(tx.try_send(3), Err(TrySendError::Closed(3)));
-        assert!(tx.is_closed());
+    }
+
+    #[tokio::test]
+    async fn recv_many_takes_what_is_queued_up_to_the_limit_and_frees_room() {
+        let (tx, mut rx) = bounded(4);
+        for i in 0..4 {
+            tx.try_send(i).unwrap();
+        }
+        let mut items = Vec::new();
+        assert_eq!(rx.recv_many(&mut items, 3).await, 3);
+        assert_eq!(items, [0, 1, 2]);
+        // The room taken is free again for senders.
+        for i in 4..7 {
+            tx.try_send(i).unwrap();
+        }
+        assert_eq!(tx.try_send(7), Err(TrySendError::Full(7)));
+        drop(tx);
+        assert_eq!(rx.recv_many(&mut items, 64).await, 4);
+        assert_eq!(items, [0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(rx.recv_many(&mut items, 64).await, 0);
     }
 
     #[test]

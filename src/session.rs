@@ -314,16 +314,9 @@ impl<T: MessageWire> Connection<T> {
                     return Ok(());
                 }
                 _ = joined.kill.cancelled() => return Box::pin(self.close_slow_consumer(ctx)).await,
-                first = joined.outbound.recv() => {
-                    let Some(first) = first else {
+                n = joined.outbound.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
                         return Err(SessionEnd::Aborted("realm stopped".into()));
-                    };
-                    batch.push(first);
-                    while batch.len() < BATCH {
-                        match joined.outbound.try_recv() {
-                            Some(more) => batch.push(more),
-                            None => break,
-                        }
                     }
                     // A peer that stopped reading blocks this write for good; the kill switch
                     // must still end the session (the flush is cancel-safe).

@@ -54,18 +54,9 @@ impl Subscription {
     /// Moves up to `limit` queued events into `events`, waiting for at least one; returns how
     /// many (`limit` >= 1), 0 once the stream has ended. For consumers that want fewer wake-ups.
     pub async fn next_batch(&mut self, events: &mut Vec<Event>, limit: usize) -> usize {
-        let Some(first) = self.events.recv().await else {
-            return 0;
-        };
-        events.push(*first);
-        let mut n = 1;
-        while n < limit {
-            let Some(event) = self.events.try_recv() else {
-                break;
-            };
-            events.push(*event);
-            n += 1;
-        }
+        let mut boxed = Vec::with_capacity(limit.min(1024));
+        let n = self.events.recv_many(&mut boxed, limit).await;
+        events.extend(boxed.into_iter().map(|e| *e));
         n
     }
 
