@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rand::RngCore;
@@ -82,14 +83,15 @@ impl fmt::Display for PublicKey {
     }
 }
 
-/// A private key for signing challenges. `Debug` shows the public key only.
+/// A private key for signing challenges. `Debug` shows the public key only. Shared, not copied:
+/// every realm link of a peer holds the key (inline it is 232 bytes per link).
 #[derive(Clone, PartialEq, Eq)]
-pub struct CryptosignKey(SigningKey);
+pub struct CryptosignKey(Arc<SigningKey>);
 
 impl CryptosignKey {
     /// The key whose RFC 8032 seed is `seed`.
     pub fn from_seed(seed: &[u8; 32]) -> CryptosignKey {
-        CryptosignKey(SigningKey::from_bytes(seed))
+        CryptosignKey(Arc::new(SigningKey::from_bytes(seed)))
     }
 
     /// Parses a seed of 64 hex characters (surrounding whitespace ignored).

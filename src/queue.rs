@@ -17,7 +17,9 @@
 //! `wampmesh bench --scenario throughput --quick` runs; without it 1.29–1.35x (three runs).
 //!
 //! One receiver, any number of senders. The receiver ends (`None`) once every sender is gone
-//! and the queue is empty; senders fail once the receiver is gone. The room a burst made the
+//! and the queue is empty, or at once when a sender kills the queue (the realm closing a slow
+//! consumer: one flag here instead of a cancellation token and its future in every session);
+//! senders fail once the receiver is gone. The room a burst made the
 //! queue grow to is given back once it is empty again (tens of thousands of sessions would
 //! otherwise each keep their largest burst for good); items should be small (boxed).
 
@@ -36,6 +38,7 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             items: VecDeque::new(),
             senders: 1,
             receiver_gone: false,
+            killed: false,
         }),
         receiver: AtomicWaker::new(),
         room: Notify::new(),
@@ -62,6 +65,8 @@ struct State<T> {
     items: VecDeque<T>,
     senders: usize,
     receiver_gone: bool,
+    /// Set by [`Sender::kill`]: the receiver takes nothing more.
+    killed: bool,
 }
 
 /// Room an empty queue keeps; more is given back.
@@ -111,6 +116,17 @@ impl<T> Sender<T> {
         drop(state);
         self.shared.receiver.wake();
         Ok(())
+    }
+
+    /// Ends the queue for the receiver at once, queued items or not (they are dropped with the
+    /// receiver). Returns false if it was killed already.
+    pub fn kill(&self) -> bool {
+        let mut state = self.shared.lock();
+        let first = !state.killed;
+        state.killed = true;
+        drop(state);
+        self.shared.receiver.wake();
+        first
     }
 
     /// Queues `item`, waiting while the queue is full; gives it back if the receiver is gone.
@@ -164,7 +180,8 @@ pub struct Receiver<T> {
 }
 
 impl<T> Receiver<T> {
-    /// The next item; `None` once every sender is gone and the queue is empty. Cancel-safe.
+    /// The next item; `None` once every sender is gone and the queue is empty, or once the queue
+    /// was killed. Cancel-safe.
     pub async fn recv(&mut self) -> Option<T> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
@@ -174,6 +191,9 @@ impl<T> Receiver<T> {
         // Registered before looking, so a send in between wakes this task.
         self.shared.receiver.register(cx.waker());
         let mut state = self.shared.lock();
+        if state.killed {
+            return Poll::Ready(None);
+        }
         match Shared::pop(&mut state) {
             Some(item) => {
                 drop(state);
@@ -185,9 +205,14 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// The next item if one is queued.
+    /// The next item if one is queued (none once killed).
     pub fn try_recv(&mut self) -> Option<T> {
-        let item = Shared::pop(&mut self.shared.lock());
+        let mut state = self.shared.lock();
+        if state.killed {
+            return None;
+        }
+        let item = Shared::pop(&mut state);
+        drop(state);
         if item.is_some() {
             self.shared.room.notify_one();
         }
@@ -220,6 +245,25 @@ impl<T> Receiver<T> {
 
     pub fn is_empty(&self) -> bool {
         self.shared.lock().items.is_empty()
+    }
+
+    /// Whether a sender killed the queue (see [`Sender::kill`]).
+    pub fn is_killed(&self) -> bool {
+        self.shared.lock().killed
+    }
+
+    /// Resolves once a sender kills the queue. Uses the receiver's waker slot, so it is meant
+    /// for the times the receiver is not receiving (e.g. while it writes out a batch).
+    pub async fn killed(&self) {
+        poll_fn(|cx| {
+            self.shared.receiver.register(cx.waker());
+            if self.is_killed() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 }
 
@@ -310,6 +354,44 @@ mod tests {
         assert_eq!(rx.recv_many(&mut items, 64).await, 4);
         assert_eq!(items, [0, 1, 2, 3, 4, 5, 6]);
         assert_eq!(rx.recv_many(&mut items, 64).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_killed_queue_ends_at_once_and_wakes_a_waiting_receiver() {
+        let (tx, mut rx) = bounded(4);
+        tx.try_send(1).unwrap();
+        assert!(!rx.is_killed());
+        assert!(tx.kill());
+        assert!(!tx.kill(), "the second kill reports it was killed already");
+        // Queued items do not come out of a killed queue.
+        assert_eq!(rx.try_recv(), None);
+        assert_eq!(rx.recv().await, None);
+        assert!(rx.is_killed());
+        rx.killed().await;
+
+        let (tx, mut rx) = bounded::<u32>(4);
+        let waiting = tokio::spawn(async move {
+            let received = rx.recv().await;
+            (received, rx.is_killed())
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        tx.kill();
+        let (received, killed) = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the kill wakes the receiver")
+            .unwrap();
+        assert_eq!((received, killed), (None, true));
+
+        let (tx, rx) = bounded::<u32>(4);
+        let watching = tokio::spawn(async move { rx.killed().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!watching.is_finished());
+        tx.kill();
+        tokio::time::timeout(Duration::from_secs(5), watching)
+            .await
+            .expect("killed() wakes")
+            .unwrap();
     }
 
     #[test]

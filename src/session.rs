@@ -250,8 +250,8 @@ struct Connection<T> {
 struct Joined {
     session: Id,
     realm: RealmHandle,
+    /// Killed by the realm when the session must close (see `SessionOutbound`).
     outbound: crate::queue::Receiver<Arc<crate::wamp::SharedMessage>>,
-    kill: CancellationToken,
     _gauge: SessionGauge,
 }
 
@@ -313,8 +313,10 @@ impl<T: MessageWire> Connection<T> {
                     Box::pin(self.close_for_shutdown(joined)).await?;
                     return Ok(());
                 }
-                _ = joined.kill.cancelled() => return Box::pin(self.close_slow_consumer(ctx)).await,
                 n = joined.outbound.recv_many(&mut batch, BATCH) => {
+                    if n == 0 && joined.outbound.is_killed() {
+                        return Box::pin(self.close_slow_consumer(ctx)).await;
+                    }
                     if n == 0 {
                         return Err(SessionEnd::Aborted("realm stopped".into()));
                     }
@@ -322,7 +324,7 @@ impl<T: MessageWire> Connection<T> {
                     // must still end the session (the flush is cancel-safe).
                     tokio::select! {
                         biased;
-                        _ = joined.kill.cancelled() => return Box::pin(self.close_slow_consumer(ctx)).await,
+                        _ = joined.outbound.killed() => return Box::pin(self.close_slow_consumer(ctx)).await,
                         written = self.write_batch(&mut batch) => written?,
                     }
                     if joined.outbound.is_empty() {

@@ -100,9 +100,9 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
                 }
             }
         }
-        self.chunks.clear();
-        // Written: give the staging buffer back (an idle session holds none); the next batch
-        // takes a new one.
+        // Written: give the staging buffer and the chunk list back (an idle session holds
+        // neither); the next batch takes new ones.
+        self.chunks = Vec::new();
         self.staging = BytesMut::new();
         self.io.flush().await
     }

@@ -286,6 +286,12 @@ impl Session {
     pub fn is_closed(&self) -> bool {
         self.shared.ended.get().is_some()
     }
+
+    /// Why the session ended, once it has. Set before the session's subscriptions and
+    /// registrations end, so a handle whose stream ended finds the reason here.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.shared.ended.get().cloned()
+    }
 }
 
 impl std::fmt::Debug for Session {

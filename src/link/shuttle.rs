@@ -126,16 +126,17 @@ pub fn run(
                             break format!("local session failed: {e}");
                         }
                     }
-                    None => break "peer session ended".to_owned(),
+                    None => break peer_ended(&remote.session),
                 },
                 invocation = remote.invoke.next() => match invocation {
                     Some(invocation) => {
                         counters.messages_in.fetch_add(1, Ordering::Relaxed);
                         calls.spawn(relay_call(invocation, caller.clone(), forward));
                     }
-                    None => break "peer session ended".to_owned(),
+                    None => break peer_ended(&remote.session),
                 },
-                closed = remote.session.closed() => break format!("peer session closed: {}", closed.reason()),
+                // The peer session's end shows as the end of its channel and invoke streams
+                // (no arm of its own: every idle link's task would keep its future).
             }
         };
         // Calls in flight end with an error from the closing sessions, not silence. A peer that
@@ -149,6 +150,14 @@ pub fn run(
         })
         .await;
         reason
+    }
+}
+
+/// Why the peer's session ended, once its streams did.
+fn peer_ended(session: &Session) -> String {
+    match session.close_reason() {
+        Some(closed) => format!("peer session closed: {}", closed.reason()),
+        None => "peer session ended".to_owned(),
     }
 }
 

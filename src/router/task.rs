@@ -15,14 +15,13 @@ use crate::wamp::{Message, SessionId, SharedMessage};
 use super::realm::{JoinError, Realm};
 use super::types::{Now, Outbox, SessionInfo};
 
-/// The realm's way to reach one session: its bounded outbound queue and a kill switch.
+/// The realm's way to reach one session: its bounded outbound queue, which the realm kills
+/// when the session must close (the queue overflowed).
 #[derive(Debug, Clone)]
 pub struct SessionOutbound {
     /// A [`crate::queue`]: nothing allocated until used, where a tokio channel takes a 32-slot
     /// block up front in each of tens of thousands of idle sessions and links.
     pub queue: crate::queue::Sender<Arc<SharedMessage>>,
-    /// Cancelled by the realm when the session must close (its queue overflowed).
-    pub kill: CancellationToken,
     /// Where events dropped because this session's queue was full are counted: a counter of
     /// its own, or one shared by many sessions (a node shares its metrics counter).
     pub dropped: Arc<AtomicU64>,
@@ -236,9 +235,8 @@ fn deliver(
                 let is_event = matches!(message.message(), Message::Event { .. });
                 if is_event && policy == SlowConsumerPolicy::Drop {
                     session.dropped.fetch_add(1, Ordering::Relaxed);
-                } else if !session.kill.is_cancelled() {
+                } else if session.queue.kill() {
                     tracing::warn!(session = %delivery.to, "outbound queue full: closing slow session");
-                    session.kill.cancel();
                 }
             }
             Err(crate::queue::TrySendError::Closed(_)) => {}

@@ -1,8 +1,6 @@
 //! The WAMP opening of a router-side session: HELLO, authentication (or a router-link
 //! identity), the management realm check, joining the realm, WELCOME.
 
-use tokio_util::sync::CancellationToken;
-
 use super::{Connection, Joined, ListenerSettings, SessionContext, SessionEnd};
 use crate::router::auth::{AuthStep, Identity};
 use crate::router::task::SessionOutbound;
@@ -158,13 +156,8 @@ impl<T: super::wire::MessageWire> Connection<T> {
             welcome.insert(crate::router::mesh::MESH_KEY.into(), attached.into());
         }
         let (queue, outbound) = crate::queue::bounded(settings.outbound_queue);
-        let kill = CancellationToken::new();
         let dropped = ctx.metrics.events_dropped();
-        let link = SessionOutbound {
-            queue,
-            kill: kill.clone(),
-            dropped,
-        };
+        let link = SessionOutbound { queue, dropped };
         match handle.join(info, link).await {
             Err(_) => return self.abort(reason::SYSTEM_SHUTDOWN, "realm stopped").await,
             Ok(Err(e)) => return self.abort(e.reason(), &e.to_string()).await,
@@ -174,7 +167,6 @@ impl<T: super::wire::MessageWire> Connection<T> {
             session,
             realm: handle,
             outbound,
-            kill,
             _gauge: ctx.metrics.session_joined(&realm),
         };
         let mut welcome = Message::Welcome {

@@ -129,7 +129,11 @@ impl QuicSettings {
     pub fn client_config(&self, tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, String> {
         let crypto = QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
         let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-        client.transport_config(Arc::new(self.transport_config()));
+        let mut transport = self.transport_config();
+        // Only the connecting side opens streams (one per realm link or client session). quinn
+        // keeps state for every stream the peer may open, so a connector allows none.
+        transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
+        client.transport_config(Arc::new(transport));
         Ok(client)
     }
 }

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
 use crate::client::{CallResult, ClientError};
 use crate::metrics::{Metrics, SessionGauge};
@@ -46,8 +45,8 @@ pub enum FromRealm {
 /// The link's session on the local realm.
 pub struct LocalSide {
     shared: Arc<Shared>,
+    /// Killed by the realm when it closes the link session as a slow consumer.
     outbound: crate::queue::Receiver<Arc<SharedMessage>>,
-    kill: CancellationToken,
     /// A RESULT for a call whose queue was full, delivered before anything else is taken.
     parked: Option<(CallSender, Result<CallResult, ClientError>)>,
     metrics: Arc<Metrics>,
@@ -117,10 +116,8 @@ impl LocalSide {
             attach_link: true,
         };
         let (queue, outbound) = crate::queue::bounded(ctx.settings.outbound_queue);
-        let kill = CancellationToken::new();
         let link = SessionOutbound {
             queue,
-            kill: kill.clone(),
             dropped: ctx.metrics.events_dropped(),
         };
         match handle.join(info, link).await {
@@ -138,7 +135,6 @@ impl LocalSide {
                 interrupts: Mutex::default(),
             }),
             outbound,
-            kill,
             parked: None,
             metrics: Arc::clone(&ctx.metrics),
             left: false,
@@ -152,8 +148,9 @@ impl LocalSide {
         loop {
             if let Some((sender, _)) = &self.parked {
                 let sender = sender.clone();
-                // Cancel-safe: the answer stays parked until there is room for it.
-                let reserved = sender.reserve().await;
+                // Cancel-safe: the answer stays parked until there is room for it. Boxed: rare,
+                // and inline it would size the task of every idle link.
+                let reserved = Box::pin(sender.reserve()).await;
                 match reserved {
                     Ok(permit) => {
                         if let Some((_, answer)) = self.parked.take() {
@@ -163,15 +160,14 @@ impl LocalSide {
                     Err(_) => self.parked = None, // the call is gone
                 }
             }
-            let shared = tokio::select! {
-                _ = self.kill.cancelled() => {
+            let Some(shared) = self.outbound.recv().await else {
+                if self.outbound.is_killed() {
                     self.metrics.slow_consumer_closed();
-                    return FromRealm::Ended("closed by the realm: outbound queue overflowed".into());
+                    return FromRealm::Ended(
+                        "closed by the realm: outbound queue overflowed".into(),
+                    );
                 }
-                shared = self.outbound.recv() => match shared {
-                    Some(shared) => shared,
-                    None => return FromRealm::Ended("local realm stopped".into()),
-                },
+                return FromRealm::Ended("local realm stopped".into());
             };
             let message = Arc::try_unwrap(shared).map_or_else(
                 |shared| shared.message().clone(),

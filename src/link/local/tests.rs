@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::{LimitsConfig, RealmConfig, SlowConsumerPolicy};
@@ -67,7 +68,6 @@ impl Raw {
         let (queue, outbound) = crate::queue::bounded(64);
         let link = SessionOutbound {
             queue,
-            kill: CancellationToken::new(),
             dropped: Arc::default(),
         };
         realm.join(info, link).await.unwrap().unwrap();
