@@ -246,6 +246,18 @@ struct Connection<T> {
     serializer: Serializer,
 }
 
+/// What the message loop of a joined session does next (see `Connection::established`).
+enum Step {
+    Shutdown,
+    SlowConsumer,
+    /// Write the batch taken from the outbound queue.
+    Write,
+    /// The client said GOODBYE.
+    Goodbye,
+    /// A message for the realm that did not fit its queue without waiting.
+    Forward(Box<RealmCommand>),
+}
+
 /// A session that has been welcomed into its realm.
 struct Joined {
     session: Id,
@@ -307,19 +319,40 @@ impl<T: MessageWire> Connection<T> {
         // quiet sessions (realm links) would otherwise each keep 0.5 KiB of batch room.
         let mut batch = Vec::new();
         loop {
-            tokio::select! {
+            // The arms decide without waiting; the rare awaits (closing, a realm that is
+            // behind) are boxed and come after the select. Awaited inside an arm, they would
+            // keep the select's output beside them, and every idle session's task would keep
+            // room for both.
+            let step = tokio::select! {
                 biased;
-                _ = ctx.shutdown.cancelled() => {
+                _ = ctx.shutdown.cancelled() => Step::Shutdown,
+                n = joined.outbound.recv_many(&mut batch, BATCH) => match n {
+                    0 if joined.outbound.is_killed() => Step::SlowConsumer,
+                    0 => return Err(SessionEnd::Aborted("realm stopped".into())),
+                    _ => Step::Write,
+                },
+                message = self.next_message() => match message? {
+                    Message::Goodbye { .. } => Step::Goodbye,
+                    Message::Abort { reason, .. } => return Err(SessionEnd::Aborted(reason)),
+                    message @ (Message::Publish { .. } | Message::Subscribe { .. }
+                    | Message::Unsubscribe { .. } | Message::Call { .. } | Message::Cancel { .. }
+                    | Message::Register { .. } | Message::Unregister { .. } | Message::Yield { .. }
+                    | Message::Error { request_type: code::INVOCATION, .. }) => {
+                        match realm.try_send(RealmCommand::Message { session, message }) {
+                            Ok(()) => continue,
+                            Err(command) => Step::Forward(command),
+                        }
+                    }
+                    other => return Err(SessionEnd::ProtocolViolation(format!("{} not allowed here", other.name()))),
+                },
+            };
+            match step {
+                Step::Shutdown => {
                     Box::pin(self.close_for_shutdown(joined)).await?;
                     return Ok(());
                 }
-                n = joined.outbound.recv_many(&mut batch, BATCH) => {
-                    if n == 0 && joined.outbound.is_killed() {
-                        return Box::pin(self.close_slow_consumer(ctx)).await;
-                    }
-                    if n == 0 {
-                        return Err(SessionEnd::Aborted("realm stopped".into()));
-                    }
+                Step::SlowConsumer => return Box::pin(self.close_slow_consumer(ctx)).await,
+                Step::Write => {
                     // A peer that stopped reading blocks this write for good; the kill switch
                     // must still end the session (the flush is cancel-safe).
                     tokio::select! {
@@ -331,27 +364,17 @@ impl<T: MessageWire> Connection<T> {
                         batch = Vec::new();
                     }
                 }
-                message = self.next_message() => {
-                    let message = message?;
-                    match message {
-                        Message::Goodbye { .. } => {
-                            // The realm forgets the session before the client hears back, so
-                            // nobody sees it after its GOODBYE is answered.
-                            let _ = realm.send(RealmCommand::Leave { session }).await;
-                            Box::pin(self.send(&goodbye(reason::GOODBYE_AND_OUT))).await?;
-                            return Ok(());
-                        }
-                        Message::Abort { reason, .. } => return Err(SessionEnd::Aborted(reason)),
-                        Message::Publish { .. } | Message::Subscribe { .. } | Message::Unsubscribe { .. }
-                        | Message::Call { .. } | Message::Cancel { .. } | Message::Register { .. }
-                        | Message::Unregister { .. } | Message::Yield { .. }
-                        | Message::Error { request_type: code::INVOCATION, .. } => {
-                            realm.send(RealmCommand::Message { session, message }).await
-                                .map_err(|_| SessionEnd::Aborted("realm stopped".into()))?;
-                        }
-                        other => return Err(SessionEnd::ProtocolViolation(format!("{} not allowed here", other.name()))),
-                    }
+                Step::Goodbye => {
+                    // The realm forgets the session before the client hears back, so nobody
+                    // sees it after its GOODBYE is answered.
+                    let _ = Box::pin(realm.send(RealmCommand::Leave { session })).await;
+                    Box::pin(self.send(&goodbye(reason::GOODBYE_AND_OUT))).await?;
+                    return Ok(());
                 }
+                // The realm is behind (its queue is full) or gone: wait for room, in order.
+                Step::Forward(command) => Box::pin(realm.send(*command))
+                    .await
+                    .map_err(|_| SessionEnd::Aborted("realm stopped".into()))?,
             }
         }
     }

@@ -82,6 +82,9 @@ impl Side {
     }
 }
 
+/// A message on its way to one side, awaited outside the select that produced it.
+type Work<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
 /// Carries traffic until one side ends or `stop` fires; returns why it ended.
 ///
 /// Not an `async fn`: its arguments would be kept twice in the future, as arguments and as the
@@ -98,23 +101,25 @@ pub fn run(
         let calls = TaskTracker::new();
         let caller = local.caller();
         let reason = loop {
-            tokio::select! {
+            // Each arm decides without waiting; what must be awaited comes back boxed and is
+            // awaited after the select. Awaited inside an arm, it would keep the select's
+            // output beside it, and every idle link's task would keep room for both.
+            let work: Work<'_> = tokio::select! {
                 _ = stop.cancelled() => break "link stopped".to_owned(),
                 from = local.next() => match from {
                     FromRealm::Channel { details, payload } => {
                         counters.messages_out.fetch_add(1, Ordering::Relaxed);
                         let Some(body) = channel_body(&details, forward) else { continue };
                         let options = crate::dict! { MESH_KEY => body };
-                        // The awaits in the arms are boxed: inline, the largest of them would size
-                        // the task of every idle link (~0.9 KiB); a box is one allocation per message.
                         let publish = remote.session.publish(CHANNEL_TOPIC, payload, options);
-                        if let Err(e) = Box::pin(publish).await {
-                            break format!("peer session failed: {e}");
-                        }
+                        Box::pin(async move {
+                            publish.await.map(drop).map_err(|e| format!("peer session failed: {e}"))
+                        })
                     }
                     FromRealm::Invocation(invocation) => {
                         counters.messages_out.fetch_add(1, Ordering::Relaxed);
                         calls.spawn(relay_call(invocation, remote.session.clone(), forward));
+                        continue;
                     }
                     FromRealm::Ended(why) => break format!("local session ended: {why}"),
                 },
@@ -122,9 +127,10 @@ pub fn run(
                     Some(event) => {
                         counters.messages_in.fetch_add(1, Ordering::Relaxed);
                         let Some(body) = channel_body(&event.details, forward) else { continue };
-                        if let Err(e) = Box::pin(local.publish_channel(body, event.payload)).await {
-                            break format!("local session failed: {e}");
-                        }
+                        let publish = local.publish_channel(body, event.payload);
+                        Box::pin(async move {
+                            publish.await.map_err(|e| format!("local session failed: {e}"))
+                        })
                     }
                     None => break peer_ended(&remote.session),
                 },
@@ -132,11 +138,15 @@ pub fn run(
                     Some(invocation) => {
                         counters.messages_in.fetch_add(1, Ordering::Relaxed);
                         calls.spawn(relay_call(invocation, caller.clone(), forward));
+                        continue;
                     }
                     None => break peer_ended(&remote.session),
                 },
                 // The peer session's end shows as the end of its channel and invoke streams
                 // (no arm of its own: every idle link's task would keep its future).
+            };
+            if let Err(reason) = work.await {
+                break reason;
             }
         };
         // Calls in flight end with an error from the closing sessions, not silence. A peer that

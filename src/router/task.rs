@@ -64,6 +64,14 @@ pub struct RealmHandle {
 pub struct RealmStopped;
 
 impl RealmHandle {
+    /// Queues a command if there is room, without waiting; gives it back if there is none or
+    /// the realm has stopped (then [`RealmHandle::send`] waits or says which).
+    pub fn try_send(&self, command: RealmCommand) -> Result<(), Box<RealmCommand>> {
+        self.commands
+            .try_send(command)
+            .map_err(|e| Box::new(e.into_inner()))
+    }
+
     /// Queues a command, waiting while the realm's queue is full.
     ///
     /// Tries without waiting first and boxes the waiting: tokio's `send` future is ~0.6 KiB,
