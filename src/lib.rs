@@ -14,7 +14,7 @@
 //! | [`link`] | router links: a [`link::RealmLink`] per (peer, realm), one QUIC connection per peer ([`link::PeerConnection`]), the link's session on its local realm (attached to the realm task, no socket) and the shuttle between it and the link's client session on the peer |
 //! | [`node`] | composes realms, listeners, links and [`management`]; owns start and shutdown order |
 //! | [`client`] | the Rust WAMP client used by links, tests, bench, demo and users |
-//! | [`queue`] | the bounded queue of every session, link and client handle (nothing allocated until used) |
+//! | [`queue`] | the bounded queue of every session, link and client handle (nothing allocated until used); it also carries the realm's kill switch for a slow consumer |
 //! | [`cryptosign`] | Ed25519 keys for WAMP-Cryptosign: signing (client, links), verifying (router), hex and key files |
 //! | [`config`] | TOML -> validated [`config::Config`] |
 //! | [`certs`], [`demo`], [`bench`] | the `certs`, `demo` and `bench` commands |
