@@ -78,8 +78,12 @@ impl<T> Shared<T> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the first item, giving back a burst's room once the queue is empty.
+    /// Takes the first item (none once killed), giving back a burst's room once the queue is
+    /// empty.
     fn pop(state: &mut State<T>) -> Option<T> {
+        if state.killed {
+            return None;
+        }
         let item = state.items.pop_front();
         if state.items.is_empty() && state.items.capacity() > IDLE_ROOM {
             state.items = VecDeque::new();
@@ -191,28 +195,20 @@ impl<T> Receiver<T> {
         // Registered before looking, so a send in between wakes this task.
         self.shared.receiver.register(cx.waker());
         let mut state = self.shared.lock();
-        if state.killed {
-            return Poll::Ready(None);
-        }
         match Shared::pop(&mut state) {
             Some(item) => {
                 drop(state);
                 self.shared.room.notify_one();
                 Poll::Ready(Some(item))
             }
-            None if state.senders == 0 => Poll::Ready(None),
+            None if state.senders == 0 || state.killed => Poll::Ready(None),
             None => Poll::Pending,
         }
     }
 
     /// The next item if one is queued (none once killed).
     pub fn try_recv(&mut self) -> Option<T> {
-        let mut state = self.shared.lock();
-        if state.killed {
-            return None;
-        }
-        let item = Shared::pop(&mut state);
-        drop(state);
+        let item = Shared::pop(&mut self.shared.lock());
         if item.is_some() {
             self.shared.room.notify_one();
         }
@@ -366,6 +362,7 @@ mod tests {
         // Queued items do not come out of a killed queue.
         assert_eq!(rx.try_recv(), None);
         assert_eq!(rx.recv().await, None);
+        assert_eq!(rx.recv_many(&mut Vec::new(), 8).await, 0);
         assert!(rx.is_killed());
         rx.killed().await;
 

@@ -54,7 +54,9 @@ impl Subscription {
     /// Moves up to `limit` queued events into `events`, waiting for at least one; returns how
     /// many (`limit` >= 1), 0 once the stream has ended. For consumers that want fewer wake-ups.
     pub async fn next_batch(&mut self, events: &mut Vec<Event>, limit: usize) -> usize {
-        let mut boxed = Vec::with_capacity(limit.min(1024));
+        // Grown to what is queued, not to `limit` up front (a large limit would allocate its
+        // whole room on every call).
+        let mut boxed = Vec::new();
         let n = self.events.recv_many(&mut boxed, limit).await;
         events.extend(boxed.into_iter().map(|e| *e));
         n
