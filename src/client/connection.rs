@@ -26,9 +26,9 @@ use crate::wamp::{Dict, Message, Serializer};
 /// How long the task waits for a GOODBYE reply, or for its last frames to drain.
 pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest read buffer growth step (reads grow from `READ_CHUNK_MIN` while they fill it).
-pub(super) const READ_CHUNK: usize = 64 * 1024;
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// First read size (an idle session holds no read buffer at all).
-pub(super) const READ_CHUNK_MIN: usize = 4 * 1024;
+pub(crate) const READ_CHUNK_MIN: usize = 4 * 1024;
 /// Commands taken per round before the task reads and writes again.
 const COMMAND_BATCH: usize = 512;
 /// Socket reads per round.
@@ -37,7 +37,7 @@ const READS_PER_ROUND: usize = 8;
 const ROUNDS_PER_POLL: usize = 16;
 
 /// Encodes frames back to back into one buffer (4-byte RawSocket header + message).
-pub(super) struct FrameWriter {
+pub(crate) struct FrameWriter {
     buf: BytesMut,
     serializer: Serializer,
     max_send: usize,

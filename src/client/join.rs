@@ -45,7 +45,7 @@ const CALLEE_FEATURES: &[&str] = &[
 pub(super) const AGENT: &str = concat!("wampmesh-client/", env!("CARGO_PKG_VERSION"));
 
 /// A joined session, ready for the connection task.
-pub(super) struct Joined<S> {
+pub(crate) struct Joined<S> {
     pub stream: S,
     /// Bytes read past WELCOME (the router may send right after it).
     pub read_buf: BytesMut,
@@ -55,7 +55,7 @@ pub(super) struct Joined<S> {
 }
 
 /// Runs the handshake and the opening of the session.
-pub(super) async fn join<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn join<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     config: &ClientConfig,
 ) -> Result<Joined<S>, ClientError> {

@@ -55,7 +55,9 @@ use std::fmt;
 use crate::wamp::{Dict, Serializer, Value};
 
 pub use auth::{compute_signature, derive_key};
+pub(crate) use connection::{FrameWriter, READ_CHUNK, READ_CHUNK_MIN};
 pub use error::{ClientError, CloseReason};
+pub(crate) use join::join;
 pub use pubsub::{Event, Subscription};
 pub use rpc::{CallResult, Invocation, PendingCall, Registration};
 pub use serve::ServeHandle;

@@ -6,9 +6,11 @@
 //! works again on the same object. Reconnecting is the policy the user chose: backoff with
 //! jitter, or manual.
 
+mod calls;
 mod local;
 mod peer;
 mod realm_link;
+mod remote;
 pub mod shuttle;
 
 use std::collections::HashMap;

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +16,8 @@ use crate::transport::tls_tcp;
 use crate::wamp::{Dict, Serializer, Value};
 
 use super::local::LocalSide;
-use super::shuttle::{self, LinkCounters, Side};
+use super::remote::{ByteStream, RemoteSide};
+use super::shuttle::{self, LinkCounters};
 use super::{LinkContext, LinkEvent, LinkSpec};
 
 /// Where a link is in its life.
@@ -54,9 +54,6 @@ struct Running {
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
-
-trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> ByteStream for T {}
 
 /// A restartable realm link.
 pub struct RealmLink {
@@ -251,13 +248,13 @@ impl RealmLink {
     }
 
     /// Joins the realm on the peer and locally and attaches both sides to the link channel.
-    async fn connect(&self) -> Result<(LocalSide, Side), String> {
+    async fn connect(&self) -> Result<(LocalSide, RemoteSide), String> {
         let (remote, local) = tokio::join!(self.join_peer(), self.join_local());
         Ok((local?, remote?))
     }
 
     /// Opens the byte stream to the peer and joins the realm there as `rlink`.
-    async fn join_peer(&self) -> Result<Side, String> {
+    async fn join_peer(&self) -> Result<RemoteSide, String> {
         let spec = &self.spec;
         // The QUIC connection, to tell why it closed if joining fails on it.
         let mut quic_connection = None;
@@ -311,7 +308,7 @@ impl RealmLink {
             ),
             (_, None) => config.with_hello_extra("authmethods", vec![Value::from("tls")]),
         };
-        Side::join(stream, config).await.map_err(|e| {
+        RemoteSide::join(stream, config).await.map_err(|e| {
             // A peer that refuses our certificate closes the connection after our side of the
             // TLS handshake is done: the stream only sees "connection lost", the connection
             // knows why.

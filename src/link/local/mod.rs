@@ -5,24 +5,17 @@
 //! session with role `rlink` (attached to the link channel and the invoke procedure at join),
 //! so routing, authorization, meta events and the slow-consumer policy apply to it as before.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
-
+use super::calls::{CallSender, LinkCaller, LinkInvocation, Outlet, RealmOutlet, Requests};
 use crate::client::{CallResult, ClientError};
 use crate::metrics::{Metrics, SessionGauge};
 use crate::router::mesh::{CHANNEL_ID, CHANNEL_TOPIC, INVOKE_ID, LINK_ROLE, MESH_KEY};
-use crate::router::task::{RealmCommand, RealmHandle, SessionOutbound};
+use crate::router::task::{RealmCommand, SessionOutbound};
 use crate::router::types::Features;
 use crate::router::SessionInfo;
 use crate::session::SessionContext;
-use crate::wamp::uri::reason;
-use crate::wamp::{code, Dict, Id, Message, Payload, SessionId, SharedMessage, Value};
-
-/// Results of one call the link placed into the local realm, in order.
-const CALL_RESULTS: usize = 64;
+use crate::wamp::{code, Dict, Id, Message, Payload, SharedMessage, Value};
 
 /// The transport facts of every link session on its local realm, shared by all of them.
 fn link_transport() -> Arc<Dict> {
@@ -54,44 +47,12 @@ pub struct LocalSide {
     _gauge: SessionGauge,
 }
 
-type CallSender = mpsc::Sender<Result<CallResult, ClientError>>;
+type Shared = Requests<RealmOutlet>;
 
-/// What calls and invocations in flight share with the side.
-struct Shared {
-    realm: RealmHandle,
-    session: SessionId,
-    /// Request ids of the link's PUBLISH and CALL messages (session scope).
-    requests: AtomicU64,
-    /// Calls placed into the realm, by request id.
-    calls: Mutex<HashMap<u64, CallSender>>,
-    /// Invocations from the realm not yet answered, by request id: where an INTERRUPT goes.
-    interrupts: Mutex<HashMap<u64, oneshot::Sender<String>>>,
-}
-
-impl Shared {
-    async fn send(&self, message: Message) -> Result<(), ClientError> {
-        let session = self.session;
-        self.realm
-            .send(RealmCommand::Message { session, message })
-            .await
-            .map_err(|_| ClientError::Closed)
-    }
-
-    fn calls(&self) -> MutexGuard<'_, HashMap<u64, CallSender>> {
-        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn interrupts(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<String>>> {
-        self.interrupts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn next_request(&self) -> Id {
-        let n = self.requests.fetch_add(1, Ordering::Relaxed) % crate::wamp::id::MAX_ID + 1;
-        Id::new(n).expect("1..=MAX_ID")
-    }
-}
+/// Places calls into the local realm (for invocations that arrive from the peer).
+pub type LocalCaller = LinkCaller<RealmOutlet>;
+/// An INVOCATION from the local realm the link must answer.
+pub type LocalInvocation = LinkInvocation<RealmOutlet>;
 
 impl LocalSide {
     /// Joins `realm` of this node as the link session for `peer` (authid = `peer`, role
@@ -127,12 +88,9 @@ impl LocalSide {
         }
         tracing::debug!(%session, realm, peer, "link session joined its local realm");
         Ok(LocalSide {
-            shared: Arc::new(Shared {
+            shared: Requests::new(RealmOutlet {
                 realm: handle,
                 session,
-                requests: AtomicU64::new(0),
-                calls: Mutex::default(),
-                interrupts: Mutex::default(),
             }),
             outbound,
             parked: None,
@@ -188,23 +146,10 @@ impl LocalSide {
                     details,
                     payload,
                 } if registration.get() == INVOKE_ID => {
-                    let (interrupt, interrupted) = oneshot::channel();
-                    self.shared.interrupts().insert(request.get(), interrupt);
-                    return FromRealm::Invocation(LocalInvocation {
-                        shared: Arc::clone(&self.shared),
-                        request,
-                        details,
-                        payload,
-                        interrupted: Some(interrupted),
-                        answered: false,
-                    });
+                    let invocation = self.shared.invocation(request, details, payload);
+                    return FromRealm::Invocation(invocation);
                 }
-                Message::Interrupt { request, options } => {
-                    if let Some(interrupt) = self.shared.interrupts().remove(&request.get()) {
-                        let mode = options.get("mode").and_then(Value::as_str);
-                        let _ = interrupt.send(mode.unwrap_or("killnowait").to_owned());
-                    }
-                }
+                Message::Interrupt { request, options } => self.shared.interrupt(request, &options),
                 Message::Result {
                     request,
                     details,
@@ -233,29 +178,16 @@ impl LocalSide {
         }
     }
 
-    /// Hands a RESULT or ERROR to its call (a final one ends the call). A call whose queue is
-    /// full gets it parked: `next` then delivers it before it takes anything else, so the link
-    /// stops taking from the realm, whose queue for this session is bounded (backpressure, as
-    /// for any session that does not keep up).
+    /// Hands a RESULT or ERROR to its call. A call whose queue is full gets it parked: `next`
+    /// then delivers it before it takes anything else, so the link stops taking from the
+    /// realm, whose queue for this session is bounded.
     fn answer_call(&mut self, request: Id, answer: Result<CallResult, ClientError>) {
-        let last = answer.as_ref().map_or(true, |r| !r.is_progress());
-        let sender = {
-            let mut calls = self.shared.calls();
-            if last {
-                calls.remove(&request.get())
-            } else {
-                calls.get(&request.get()).cloned()
-            }
-        };
-        let Some(sender) = sender else { return };
-        if let Err(mpsc::error::TrySendError::Full(answer)) = sender.try_send(answer) {
-            self.parked = Some((sender, answer));
-        }
+        self.parked = self.shared.answer_call(request, answer);
     }
 
     /// A handle that places calls into the local realm.
     pub fn caller(&self) -> LocalCaller {
-        LocalCaller(Arc::clone(&self.shared))
+        LinkCaller(Arc::clone(&self.shared))
     }
 
     /// Publishes a link channel message (`_wampmesh` = `body`) into the local realm.
@@ -266,20 +198,17 @@ impl LocalSide {
             topic: CHANNEL_TOPIC.to_owned(),
             payload,
         };
-        self.shared.send(message).await
+        self.shared.outlet.send(message).await
     }
 
     /// Leaves the realm: it forgets the link (calls routed through it get an error) and the
     /// link's own calls in flight end with `Closed`.
     pub async fn leave(mut self) {
         self.left = true;
-        let session = self.shared.session;
-        let _ = self
-            .shared
-            .realm
-            .send(RealmCommand::Leave { session })
-            .await;
-        self.shared.calls().clear();
+        let RealmOutlet { realm, session } = &self.shared.outlet;
+        let session = *session;
+        let _ = realm.send(RealmCommand::Leave { session }).await;
+        self.shared.forget_calls();
     }
 }
 
@@ -289,165 +218,10 @@ impl Drop for LocalSide {
         if self.left {
             return;
         }
-        let (realm, session) = (self.shared.realm.clone(), self.shared.session);
+        let RealmOutlet { realm, session } = &self.shared.outlet;
+        let (realm, session) = (realm.clone(), *session);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { realm.send(RealmCommand::Leave { session }).await });
-        }
-    }
-}
-
-/// Places calls into the local realm (for invocations that arrive from the peer).
-#[derive(Clone)]
-pub struct LocalCaller(Arc<Shared>);
-
-impl LocalCaller {
-    /// Sends CALL; results come from [`LocalCall::next`].
-    pub async fn call(
-        &self,
-        procedure: &str,
-        payload: Payload,
-        options: Dict,
-    ) -> Result<LocalCall, ClientError> {
-        let request = self.0.next_request();
-        let (tx, results) = mpsc::channel(CALL_RESULTS);
-        self.0.calls().insert(request.get(), tx);
-        // Made before sending: if the CALL cannot be sent, dropping it forgets the call.
-        let call = LocalCall {
-            shared: Arc::clone(&self.0),
-            request,
-            results,
-        };
-        let message = Message::Call {
-            request,
-            options,
-            procedure: procedure.to_owned(),
-            payload,
-        };
-        self.0.send(message).await?;
-        Ok(call)
-    }
-}
-
-/// A call the link placed into the local realm.
-pub struct LocalCall {
-    shared: Arc<Shared>,
-    request: Id,
-    results: mpsc::Receiver<Result<CallResult, ClientError>>,
-}
-
-impl LocalCall {
-    /// The next result (progressive ones first), the final result or error, then `None`; also
-    /// `None` if the session left first.
-    pub async fn next(&mut self) -> Option<Result<CallResult, ClientError>> {
-        self.results.recv().await
-    }
-
-    /// Sends CANCEL with `mode`.
-    pub async fn cancel(&self, mode: &str) -> Result<(), ClientError> {
-        let message = Message::Cancel {
-            request: self.request,
-            options: crate::dict! { "mode" => mode },
-        };
-        self.shared.send(message).await
-    }
-}
-
-impl Drop for LocalCall {
-    fn drop(&mut self) {
-        self.shared.calls().remove(&self.request.get());
-    }
-}
-
-/// An INVOCATION from the local realm the link must answer.
-pub struct LocalInvocation {
-    shared: Arc<Shared>,
-    request: Id,
-    pub details: Dict,
-    pub payload: Payload,
-    interrupted: Option<oneshot::Receiver<String>>,
-    answered: bool,
-}
-
-impl LocalInvocation {
-    async fn answer(&mut self, message: Message) -> Result<(), ClientError> {
-        self.answered = true;
-        self.forget();
-        self.shared.send(message).await
-    }
-
-    fn forget(&self) {
-        self.shared.interrupts().remove(&self.request.get());
-    }
-
-    /// Sends a progressive result (YIELD with `progress: true`).
-    pub async fn progress(&self, payload: Payload) -> Result<(), ClientError> {
-        let message = Message::Yield {
-            request: self.request,
-            options: crate::dict! { "progress" => true },
-            payload,
-        };
-        self.shared.send(message).await
-    }
-
-    /// Sends the final result.
-    pub async fn result(mut self, payload: Payload) -> Result<(), ClientError> {
-        let message = Message::Yield {
-            request: self.request,
-            options: Dict::new(),
-            payload,
-        };
-        self.answer(message).await
-    }
-
-    /// Answers with ERROR `error`.
-    pub async fn error(mut self, error: &str, payload: Payload) -> Result<(), ClientError> {
-        let message = Message::Error {
-            request_type: code::INVOCATION,
-            request: self.request,
-            details: Dict::new(),
-            error: error.to_owned(),
-            payload,
-        };
-        self.answer(message).await
-    }
-
-    /// Resolves with the mode when the realm sends INTERRUPT (the caller canceled); never
-    /// resolves otherwise. Cancel-safe, and resolves once.
-    pub async fn interrupted(&mut self) -> String {
-        match self.interrupted.as_mut() {
-            Some(rx) => match rx.await {
-                Ok(mode) => {
-                    self.interrupted = None;
-                    mode
-                }
-                // The side is gone; its leaving answers the caller.
-                Err(_) => {
-                    self.interrupted = None;
-                    std::future::pending().await
-                }
-            },
-            None => std::future::pending().await,
-        }
-    }
-}
-
-impl Drop for LocalInvocation {
-    fn drop(&mut self) {
-        if self.answered {
-            return;
-        }
-        self.forget();
-        // Never leave the caller hanging: answer from a task (Drop cannot wait).
-        let shared = Arc::clone(&self.shared);
-        let message = Message::Error {
-            request_type: code::INVOCATION,
-            request: self.request,
-            details: Dict::new(),
-            error: reason::CANCELED.into(),
-            payload: Payload::default(),
-        };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { shared.send(message).await });
         }
     }
 }

@@ -9,10 +9,11 @@ use crate::config::{LimitsConfig, RealmConfig, SlowConsumerPolicy};
 use crate::router::authorize::Authorizer;
 use crate::router::mesh::{Advertisement, Interest};
 use crate::router::realm::Realm;
-use crate::router::task::spawn_realm;
+use crate::router::task::{spawn_realm, RealmHandle};
 use crate::router::RealmRegistry;
 use crate::session::ListenerSettings;
-use crate::wamp::uri::MatchPolicy;
+use crate::wamp::uri::{reason, MatchPolicy};
+use crate::wamp::SessionId;
 
 const WAIT: Duration = Duration::from_secs(5);
 
