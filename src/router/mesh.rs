@@ -17,6 +17,8 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use crate::wamp::uri::MatchPolicy;
 use crate::wamp::{Dict, Id, SessionId, Value};
 
+use super::small_map::VecMap;
+
 /// The reserved topic of the link channel: realm <-> `rlink` session control and forwarding.
 pub const CHANNEL_TOPIC: &str = "wampmesh.link.channel";
 /// The reserved procedure through which a realm invokes procedures behind a link.
@@ -145,11 +147,13 @@ pub struct Mesh {
     epoch: u64,
     seq: u64,
     own: BTreeSet<Interest>,
-    // Boxed values: a linked realm has one neighbor and a few origins, and a map with one entry
-    // has four buckets; boxes keep the empty ones at 8 bytes.
-    neighbors: HashMap<SessionId, Box<Neighbor>>,
-    known: HashMap<String, Box<Known>>,
-    /// Recently forwarded publications per origin, for duplicate suppression.
+    // A linked realm has one neighbor and a few origins: vec-backed maps hold exactly those
+    // entries, inline (a box would add a pointer and an allocation to every one of them).
+    neighbors: VecMap<SessionId, Neighbor>,
+    known: VecMap<String, Known>,
+    /// Recently forwarded publications per origin, for duplicate suppression. Empty (nothing
+    /// allocated) until a forwarded publication arrives, and then each origin's ids outweigh
+    /// its slot; it stays a hash map because it is looked up for every forwarded publication.
     seen: HashMap<String, Recent>,
 }
 
@@ -194,14 +198,14 @@ impl Mesh {
             epoch,
             seq: 0,
             own: BTreeSet::new(),
-            neighbors: HashMap::new(),
-            known: HashMap::new(),
+            neighbors: VecMap::new(),
+            known: VecMap::new(),
             seen: HashMap::new(),
         }
     }
 
     pub fn neighbor(&self, session: SessionId) -> Option<&Neighbor> {
-        self.neighbors.get(&session).map(Box::as_ref)
+        self.neighbors.get(&session)
     }
 
     pub fn is_neighbor(&self, session: SessionId) -> bool {
@@ -209,17 +213,17 @@ impl Mesh {
     }
 
     pub fn neighbors(&self) -> impl Iterator<Item = (&SessionId, &Neighbor)> {
-        self.neighbors.iter().map(|(s, n)| (s, n.as_ref()))
+        self.neighbors.iter()
     }
 
     pub fn add_neighbor(&mut self, session: SessionId, peer: &str) {
         self.neighbors.insert(
             session,
-            Box::new(Neighbor {
+            Neighbor {
                 peer: peer.to_owned(),
                 channel: None,
                 invoke: None,
-            }),
+            },
         );
     }
 
@@ -329,10 +333,10 @@ impl Mesh {
         let origin = ad.origin.clone();
         self.known.insert(
             origin.clone(),
-            Box::new(Known {
+            Known {
                 ad,
                 deliverers: vec![(from, hops)],
-            }),
+            },
         );
         let peer_of = |s: &SessionId| self.neighbors.get(s).map(|n| n.peer.clone());
         self.ready_neighbors(Some(from))

@@ -9,6 +9,7 @@ pub mod mesh;
 pub mod meta;
 pub mod realm;
 mod realm_links;
+mod small_map;
 pub mod task;
 pub mod types;
 

@@ -12,6 +12,7 @@ use super::broker::Broker;
 use super::dealer::Dealer;
 use super::mesh::{Interest, Mesh, LINK_ROLE};
 use super::meta;
+use super::small_map::VecMap;
 use super::types::{MetaEvent, Now, Outbox, SessionInfo, Sessions};
 
 /// Why a session could not join.
@@ -42,8 +43,9 @@ pub struct Realm {
     pub(super) dealer: Dealer,
     /// Interest routing across router links.
     pub(super) mesh: Mesh,
-    /// The proxy subscriptions/registrations each link session holds for routed interest.
-    pub(super) proxies: HashMap<SessionId, BTreeSet<Interest>>,
+    /// The proxy subscriptions/registrations each link session holds for routed interest (one
+    /// entry per link, so a vec-backed map).
+    pub(super) proxies: VecMap<SessionId, BTreeSet<Interest>>,
 }
 
 impl Realm {
@@ -62,7 +64,7 @@ impl Realm {
             broker: Broker::new(),
             dealer: Dealer::new(),
             mesh: Mesh::new(node, epoch),
-            proxies: HashMap::new(),
+            proxies: VecMap::new(),
         }
     }
 
