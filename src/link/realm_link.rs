@@ -99,12 +99,10 @@ impl RealmLink {
             return;
         }
         let stop = parent.child_token();
-        let link = Arc::clone(self);
-        let token = stop.clone();
         let task = self
             .context
             .tracker
-            .spawn(async move { link.run(token).await });
+            .spawn(Arc::clone(self).run(stop.clone()));
         *running = Some(Running { stop, task });
     }
 
@@ -173,78 +171,93 @@ impl RealmLink {
         }
     }
 
-    async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let mut attempt: u32 = 0;
-        loop {
-            self.lock_status().state = LinkState::Connecting;
-            // Not raced against `stop`: the shuttle watches it and closes in order (both
-            // sessions leave, so calls in flight get an error); dropping it would leave them open.
-            let reason = self.connect_and_carry(&stop, &mut attempt).await;
-            let event = LinkEvent::Down {
-                peer: self.spec.peer.clone(),
-                realm: self.spec.realm.clone(),
-                reason: reason.clone(),
-            };
-            tracing::info!(peer = %self.spec.peer, realm = %self.spec.realm, %reason, "realm link down");
-            {
-                let mut status = self.lock_status();
-                status.state = LinkState::Down;
-                status.up_since = None;
-                status.last_error = Some(reason);
+    /// The link's task: connects and carries until stopped, reconnecting as its policy says.
+    ///
+    /// Not an `async fn` (nor is `connect_and_carry`): its arguments would be kept twice in the
+    /// future, as arguments and as the locals they move into, in every idle link's task.
+    #[allow(clippy::manual_async_fn)]
+    fn run(self: Arc<Self>, stop: CancellationToken) -> impl std::future::Future<Output = ()> {
+        async move {
+            let mut attempt: u32 = 0;
+            loop {
+                self.lock_status().state = LinkState::Connecting;
+                // Not raced against `stop`: the shuttle watches it and closes in order (both
+                // sessions leave, so calls in flight get an error); dropping it would leave them open.
+                let reason = self.connect_and_carry(&stop, &mut attempt).await;
+                let event = LinkEvent::Down {
+                    peer: self.spec.peer.clone(),
+                    realm: self.spec.realm.clone(),
+                    reason: reason.clone(),
+                };
+                tracing::info!(peer = %self.spec.peer, realm = %self.spec.realm, %reason, "realm link down");
+                {
+                    let mut status = self.lock_status();
+                    status.state = LinkState::Down;
+                    status.up_since = None;
+                    status.last_error = Some(reason);
+                }
+                self.context.report(event);
+                let ReconnectPolicy::Backoff { initial_ms, max_ms } = self.spec.reconnect else {
+                    break;
+                };
+                if stop.is_cancelled() {
+                    break;
+                }
+                let base = initial_ms
+                    .saturating_mul(1u64 << attempt.min(16))
+                    .min(max_ms);
+                let delay = rand::thread_rng().gen_range(base / 2..=base.max(1));
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
+                }
             }
-            self.context.report(event);
-            let ReconnectPolicy::Backoff { initial_ms, max_ms } = self.spec.reconnect else {
-                break;
-            };
-            if stop.is_cancelled() {
-                break;
-            }
-            let base = initial_ms
-                .saturating_mul(1u64 << attempt.min(16))
-                .min(max_ms);
-            let delay = rand::thread_rng().gen_range(base / 2..=base.max(1));
-            attempt = attempt.saturating_add(1);
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_millis(delay)) => {}
-            }
+            self.lock_status().state = LinkState::Stopped;
         }
-        self.lock_status().state = LinkState::Stopped;
     }
 
     /// One life of the link; returns why it ended.
-    async fn connect_and_carry(&self, stop: &CancellationToken, attempt: &mut u32) -> String {
-        // Boxed: the joins are large futures, and only while connecting; the task that carries
-        // an idle link for hours should not keep their room (nor a binding for the sides).
-        let (local, remote) = match tokio::select! {
-            _ = stop.cancelled() => return "link stopped".to_owned(),
-            sides = Box::pin(self.connect()) => sides,
-        } {
-            Ok(sides) => sides,
-            Err(e) => return e,
-        };
-        *attempt = 0;
-        {
-            let mut status = self.lock_status();
-            status.state = LinkState::Up;
-            status.up_since = Some(Instant::now());
+    #[allow(clippy::manual_async_fn)]
+    fn connect_and_carry<'a>(
+        &'a self,
+        stop: &'a CancellationToken,
+        attempt: &'a mut u32,
+    ) -> impl std::future::Future<Output = String> + 'a {
+        async move {
+            // Boxed: the joins are large futures, and only while connecting; the task that carries
+            // an idle link for hours should not keep their room (nor a binding for the sides).
+            let (local, remote) = match tokio::select! {
+                _ = stop.cancelled() => return "link stopped".to_owned(),
+                sides = Box::pin(self.connect()) => sides,
+            } {
+                Ok(sides) => sides,
+                Err(e) => return e,
+            };
+            *attempt = 0;
+            {
+                let mut status = self.lock_status();
+                status.state = LinkState::Up;
+                status.up_since = Some(Instant::now());
+            }
+            tracing::info!(peer = %self.spec.peer, realm = %self.spec.realm, "realm link up");
+            self.context.report(LinkEvent::Up {
+                peer: self.spec.peer.clone(),
+                realm: self.spec.realm.clone(),
+            });
+            let peer = self.context.peer(&self.spec.peer, &self.spec.address);
+            let quic = self.spec.transport == LinkTransport::Quic;
+            if quic {
+                peer.streams_open.fetch_add(1, Ordering::Relaxed);
+            }
+            let counters = Arc::clone(&self.counters.lock().unwrap_or_else(|p| p.into_inner()));
+            let reason =
+                shuttle::run(local, remote, counters, self.spec.forward, stop.clone()).await;
+            if quic {
+                peer.streams_open.fetch_sub(1, Ordering::Relaxed);
+            }
+            reason
         }
-        tracing::info!(peer = %self.spec.peer, realm = %self.spec.realm, "realm link up");
-        self.context.report(LinkEvent::Up {
-            peer: self.spec.peer.clone(),
-            realm: self.spec.realm.clone(),
-        });
-        let peer = self.context.peer(&self.spec.peer, &self.spec.address);
-        let quic = self.spec.transport == LinkTransport::Quic;
-        if quic {
-            peer.streams_open.fetch_add(1, Ordering::Relaxed);
-        }
-        let counters = Arc::clone(&self.counters.lock().unwrap_or_else(|p| p.into_inner()));
-        let reason = shuttle::run(local, remote, counters, self.spec.forward, stop.clone()).await;
-        if quic {
-            peer.streams_open.fetch_sub(1, Ordering::Relaxed);
-        }
-        reason
     }
 
     /// Joins the realm on the peer and locally and attaches both sides to the link channel.

@@ -64,6 +64,8 @@ pub enum FromPeer {
 struct InFlight {
     shared: Arc<Requests<PeerOutlet>>,
     outgoing: crate::queue::Receiver<Message>,
+    /// A RESULT for a call whose queue was full, delivered before anything more is read.
+    parked: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 /// The link's session on the peer's realm.
@@ -80,8 +82,6 @@ pub struct RemoteSide {
     /// distinct from the calls' ids).
     publications: u64,
     in_flight: Option<Box<InFlight>>,
-    /// A RESULT for a call whose queue was full, delivered before anything more is read.
-    parked: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// Set once the session is over (GOODBYE or ABORT either way, or the stream ended).
     closed: bool,
 }
@@ -115,7 +115,6 @@ impl RemoteSide {
             needs_flush: false,
             publications: 0,
             in_flight: None,
-            parked: None,
             closed: false,
         };
         if !attached {
@@ -158,7 +157,11 @@ impl RemoteSide {
         self.in_flight.get_or_insert_with(|| {
             let (tx, outgoing) = crate::queue::bounded(OUTGOING);
             let shared = Requests::new(tx);
-            Box::new(InFlight { shared, outgoing })
+            Box::new(InFlight {
+                shared,
+                outgoing,
+                parked: None,
+            })
         })
     }
 
@@ -176,11 +179,13 @@ impl RemoteSide {
             if let Err(e) = self.poll_send(cx) {
                 return Poll::Ready(self.lost(&e));
             }
-            if let Some(parked) = &mut self.parked {
-                if parked.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
+            if let Some(in_flight) = &mut self.in_flight {
+                if let Some(parked) = &mut in_flight.parked {
+                    if parked.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    in_flight.parked = None;
                 }
-                self.parked = None;
             }
             match self.codec.decode(&mut self.read_buf) {
                 Ok(Some(frame)) => match self.handle_frame(frame) {
@@ -377,9 +382,9 @@ impl RemoteSide {
         request: Id,
         answer: Result<CallResult, ClientError>,
     ) -> Option<FromPeer> {
-        let in_flight = self.in_flight.as_ref()?;
+        let in_flight = self.in_flight.as_mut()?;
         if let Some((sender, answer)) = in_flight.shared.answer_call(request, answer) {
-            self.parked = Some(Box::pin(async move {
+            in_flight.parked = Some(Box::pin(async move {
                 let _ = sender.send(answer).await;
             }));
         }
@@ -413,7 +418,6 @@ impl RemoteSide {
         if let Some(in_flight) = self.in_flight.take() {
             in_flight.shared.forget_calls();
         }
-        self.parked = None;
         if !self.closed {
             self.closed = true;
             let goodbye = Message::Goodbye {

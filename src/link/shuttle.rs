@@ -50,7 +50,6 @@ pub fn run(
 ) -> impl Future<Output = String> {
     async move {
         let calls = TaskTracker::new();
-        let caller = local.caller();
         let reason = loop {
             // Each arm decides without waiting; what must be awaited comes back boxed and is
             // awaited after the select. Awaited inside an arm, it would keep the select's
@@ -84,7 +83,7 @@ pub fn run(
                     }
                     FromPeer::Invocation(invocation) => {
                         counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                        calls.spawn(relay_call(invocation, caller.clone(), forward));
+                        calls.spawn(relay_call(invocation, local.caller(), forward));
                         continue;
                     }
                     FromPeer::Ended(why) => break why,

@@ -5,6 +5,7 @@
 //! session with role `rlink` (attached to the link channel and the invoke procedure at join),
 //! so routing, authorization, meta events and the slow-consumer policy apply to it as before.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use super::calls::{CallSender, LinkCaller, LinkInvocation, Outlet, RealmOutlet, Requests};
@@ -37,11 +38,17 @@ pub enum FromRealm {
 
 /// The link's session on the local realm.
 pub struct LocalSide {
-    shared: Arc<Shared>,
+    outlet: RealmOutlet,
+    /// Request ids of the link's PUBLISHes (unacknowledged, so never answered: they need not be
+    /// distinct from the calls' ids).
+    publications: u64,
+    /// Calls and invocations in flight, made on first use: an idle link holds none.
+    in_flight: Option<Arc<Shared>>,
     /// Killed by the realm when it closes the link session as a slow consumer.
     outbound: crate::queue::Receiver<Arc<SharedMessage>>,
     /// A RESULT for a call whose queue was full, delivered before anything else is taken.
-    parked: Option<(CallSender, Result<CallResult, ClientError>)>,
+    /// Boxed: rare, and inline it would size the task of every idle link.
+    parked: Option<Box<(CallSender, Result<CallResult, ClientError>)>>,
     metrics: Arc<Metrics>,
     left: bool,
     _gauge: SessionGauge,
@@ -88,10 +95,12 @@ impl LocalSide {
         }
         tracing::debug!(%session, realm, peer, "link session joined its local realm");
         Ok(LocalSide {
-            shared: Requests::new(RealmOutlet {
+            outlet: RealmOutlet {
                 realm: handle,
                 session,
-            }),
+            },
+            publications: 0,
+            in_flight: None,
             outbound,
             parked: None,
             metrics: Arc::clone(&ctx.metrics),
@@ -104,15 +113,15 @@ impl LocalSide {
     /// are routed to their call or invocation on the way. Cancel-safe.
     pub async fn next(&mut self) -> FromRealm {
         loop {
-            if let Some((sender, _)) = &self.parked {
-                let sender = sender.clone();
+            if let Some(parked) = &self.parked {
+                let sender = parked.0.clone();
                 // Cancel-safe: the answer stays parked until there is room for it. Boxed: rare,
                 // and inline it would size the task of every idle link.
                 let reserved = Box::pin(sender.reserve()).await;
                 match reserved {
                     Ok(permit) => {
-                        if let Some((_, answer)) = self.parked.take() {
-                            permit.send(answer);
+                        if let Some(parked) = self.parked.take() {
+                            permit.send(parked.1);
                         }
                     }
                     Err(_) => self.parked = None, // the call is gone
@@ -146,10 +155,14 @@ impl LocalSide {
                     details,
                     payload,
                 } if registration.get() == INVOKE_ID => {
-                    let invocation = self.shared.invocation(request, details, payload);
+                    let invocation = self.in_flight().invocation(request, details, payload);
                     return FromRealm::Invocation(invocation);
                 }
-                Message::Interrupt { request, options } => self.shared.interrupt(request, &options),
+                Message::Interrupt { request, options } => {
+                    if let Some(in_flight) = &self.in_flight {
+                        in_flight.interrupt(request, &options);
+                    }
+                }
                 Message::Result {
                     request,
                     details,
@@ -182,33 +195,52 @@ impl LocalSide {
     /// then delivers it before it takes anything else, so the link stops taking from the
     /// realm, whose queue for this session is bounded.
     fn answer_call(&mut self, request: Id, answer: Result<CallResult, ClientError>) {
-        self.parked = self.shared.answer_call(request, answer);
+        if let Some(in_flight) = &self.in_flight {
+            self.parked = in_flight.answer_call(request, answer).map(Box::new);
+        }
+    }
+
+    fn in_flight(&mut self) -> &Arc<Shared> {
+        let RealmOutlet { realm, session } = &self.outlet;
+        self.in_flight.get_or_insert_with(|| {
+            Requests::new(RealmOutlet {
+                realm: realm.clone(),
+                session: *session,
+            })
+        })
     }
 
     /// A handle that places calls into the local realm.
-    pub fn caller(&self) -> LocalCaller {
-        LinkCaller(Arc::clone(&self.shared))
+    pub fn caller(&mut self) -> LocalCaller {
+        LinkCaller(Arc::clone(self.in_flight()))
     }
 
     /// Publishes a link channel message (`_wampmesh` = `body`) into the local realm.
-    pub async fn publish_channel(&self, body: Value, payload: Payload) -> Result<(), ClientError> {
+    pub fn publish_channel(
+        &mut self,
+        body: Value,
+        payload: Payload,
+    ) -> impl Future<Output = Result<(), ClientError>> + '_ {
+        self.publications = self.publications % crate::wamp::id::MAX_ID + 1;
         let message = Message::Publish {
-            request: self.shared.next_request(),
+            request: Id::new(self.publications).expect("1..=MAX_ID"),
             options: crate::dict! { MESH_KEY => body },
             topic: CHANNEL_TOPIC.to_owned(),
             payload,
         };
-        self.shared.outlet.send(message).await
+        self.outlet.send(message)
     }
 
     /// Leaves the realm: it forgets the link (calls routed through it get an error) and the
     /// link's own calls in flight end with `Closed`.
     pub async fn leave(mut self) {
         self.left = true;
-        let RealmOutlet { realm, session } = &self.shared.outlet;
+        let RealmOutlet { realm, session } = &self.outlet;
         let session = *session;
         let _ = realm.send(RealmCommand::Leave { session }).await;
-        self.shared.forget_calls();
+        if let Some(in_flight) = &self.in_flight {
+            in_flight.forget_calls();
+        }
     }
 }
 
@@ -218,7 +250,7 @@ impl Drop for LocalSide {
         if self.left {
             return;
         }
-        let RealmOutlet { realm, session } = &self.shared.outlet;
+        let RealmOutlet { realm, session } = &self.outlet;
         let (realm, session) = (realm.clone(), *session);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { realm.send(RealmCommand::Leave { session }).await });

@@ -100,7 +100,7 @@ fn id(n: u64) -> Id {
 }
 
 /// The link advertises that node b has a callee for `procedure`.
-async fn advertise(side: &LocalSide, procedure: &str) {
+async fn advertise(side: &mut LocalSide, procedure: &str) {
     let interest = Interest {
         uri: procedure.to_owned(),
         policy: MatchPolicy::Exact,
@@ -135,7 +135,7 @@ async fn next_invocation(side: &mut LocalSide) -> LocalInvocation {
 async fn a_call_routed_through_the_link_gets_progress_and_its_result() {
     let (ctx, _tracker) = node();
     let mut side = LocalSide::join(&ctx, "realm1", "b").await.unwrap();
-    advertise(&side, "com.example.remote").await;
+    advertise(&mut side, "com.example.remote").await;
     let mut caller = Raw::join(&ctx).await;
     caller
         .send(Message::Call {
@@ -186,7 +186,7 @@ async fn a_call_routed_through_the_link_gets_progress_and_its_result() {
 async fn a_canceled_caller_interrupts_the_link_and_a_dropped_invocation_still_answers() {
     let (ctx, _tracker) = node();
     let mut side = LocalSide::join(&ctx, "realm1", "b").await.unwrap();
-    advertise(&side, "com.example.slow").await;
+    advertise(&mut side, "com.example.slow").await;
     let mut caller = Raw::join(&ctx).await;
     let call = |request| Message::Call {
         request: id(request),
@@ -231,7 +231,7 @@ async fn a_canceled_caller_interrupts_the_link_and_a_dropped_invocation_still_an
 #[tokio::test]
 async fn the_link_calls_into_its_realm_and_leaving_forgets_it() {
     let (ctx, _tracker) = node();
-    let side = LocalSide::join(&ctx, "realm1", "b").await.unwrap();
+    let mut side = LocalSide::join(&ctx, "realm1", "b").await.unwrap();
     let mut callee = Raw::join(&ctx).await;
     callee
         .send(Message::Register {
