@@ -24,7 +24,7 @@
 //! otherwise each keep their largest burst for good); items should be small (boxed).
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -218,9 +218,24 @@ impl<T> Receiver<T> {
     /// Waits for the next item, then moves it and up to `limit - 1` more that are queued into
     /// `items` under one lock; returns how many, 0 once the queue has ended. Cancel-safe: after
     /// the first item nothing waits.
-    pub async fn recv_many(&mut self, items: &mut Vec<T>, limit: usize) -> usize {
-        let Some(first) = self.recv().await else {
-            return 0;
+    pub fn recv_many<'a>(
+        &'a mut self,
+        items: &'a mut Vec<T>,
+        limit: usize,
+    ) -> impl Future<Output = usize> + 'a {
+        // A plain future rather than an `async fn`: the loop of every idle session waits in it,
+        // and an `async fn` would keep its arguments twice and the inner receive beside them.
+        poll_fn(move |cx| self.poll_recv_many(cx, items, limit))
+    }
+
+    fn poll_recv_many(
+        &mut self,
+        cx: &mut Context<'_>,
+        items: &mut Vec<T>,
+        limit: usize,
+    ) -> Poll<usize> {
+        let Some(first) = std::task::ready!(self.poll_recv(cx)) else {
+            return Poll::Ready(0);
         };
         items.push(first);
         let mut taken = 1;
@@ -236,7 +251,7 @@ impl<T> Receiver<T> {
         for _ in 1..taken {
             self.shared.room.notify_one();
         }
-        taken
+        Poll::Ready(taken)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -227,8 +227,7 @@ where
         Ok(opened) => opened,
         Err(end) => return Err(end),
     };
-    let transport = opened.transport.clone();
-    let result = opened.conn.run(transport, &opened.ctx).await;
+    let result = opened.conn.run(&opened.transport, &opened.ctx).await;
     let violation = matches!(result, Err(SessionEnd::ProtocolViolation(_)));
     if let Err(SessionEnd::ProtocolViolation(why)) = &result {
         let abort = Message::abort(reason::PROTOCOL_VIOLATION, why);
@@ -290,10 +289,10 @@ impl<T: MessageWire> Connection<T> {
 
     async fn run(
         &mut self,
-        transport: SessionTransport,
+        transport: &SessionTransport,
         ctx: &SessionContext,
     ) -> Result<(), SessionEnd> {
-        let joined = match Box::pin(self.open(transport, ctx)).await {
+        let joined = match Box::pin(self.open(transport.clone(), ctx)).await {
             Ok(joined) => joined,
             Err(end) => {
                 ctx.metrics.handshake_failed(welcome::opening_failure(&end));
@@ -309,72 +308,77 @@ impl<T: MessageWire> Connection<T> {
     }
 
     /// The message loop of a joined session.
-    async fn established(
-        &mut self,
-        joined: &mut Joined,
-        ctx: &SessionContext,
-    ) -> Result<(), SessionEnd> {
-        let (session, realm) = (joined.session, joined.realm.clone());
-        // Grows with a burst and is given back once the queue is empty: tens of thousands of
-        // quiet sessions (realm links) would otherwise each keep 0.5 KiB of batch room.
-        let mut batch = Vec::new();
-        loop {
-            // The arms decide without waiting; the rare awaits (closing, a realm that is
-            // behind) are boxed and come after the select. Awaited inside an arm, they would
-            // keep the select's output beside them, and every idle session's task would keep
-            // room for both.
-            let step = tokio::select! {
-                biased;
-                _ = ctx.shutdown.cancelled() => Step::Shutdown,
-                n = joined.outbound.recv_many(&mut batch, BATCH) => match n {
-                    0 if joined.outbound.is_killed() => Step::SlowConsumer,
-                    0 => return Err(SessionEnd::Aborted("realm stopped".into())),
-                    _ => Step::Write,
-                },
-                message = self.next_message() => match message? {
-                    Message::Goodbye { .. } => Step::Goodbye,
-                    Message::Abort { reason, .. } => return Err(SessionEnd::Aborted(reason)),
-                    message @ (Message::Publish { .. } | Message::Subscribe { .. }
-                    | Message::Unsubscribe { .. } | Message::Call { .. } | Message::Cancel { .. }
-                    | Message::Register { .. } | Message::Unregister { .. } | Message::Yield { .. }
-                    | Message::Error { request_type: code::INVOCATION, .. }) => {
-                        match realm.try_send(RealmCommand::Message { session, message }) {
-                            Ok(()) => continue,
-                            Err(command) => Step::Forward(command),
+    ///
+    /// Not an `async fn`: its arguments would be kept twice in the future of every idle session.
+    #[allow(clippy::manual_async_fn)]
+    fn established<'a>(
+        &'a mut self,
+        joined: &'a mut Joined,
+        ctx: &'a SessionContext,
+    ) -> impl Future<Output = Result<(), SessionEnd>> + 'a {
+        async move {
+            let session = joined.session;
+            // Grows with a burst and is given back once the queue is empty: tens of thousands of
+            // quiet sessions (realm links) would otherwise each keep 0.5 KiB of batch room.
+            let mut batch = Vec::new();
+            loop {
+                // The arms decide without waiting; the rare awaits (closing, a realm that is
+                // behind) are boxed and come after the select. Awaited inside an arm, they would
+                // keep the select's output beside them, and every idle session's task would keep
+                // room for both.
+                let step = tokio::select! {
+                    biased;
+                    _ = ctx.shutdown.cancelled() => Step::Shutdown,
+                    n = joined.outbound.recv_many(&mut batch, BATCH) => match n {
+                        0 if joined.outbound.is_killed() => Step::SlowConsumer,
+                        0 => return Err(SessionEnd::Aborted("realm stopped".into())),
+                        _ => Step::Write,
+                    },
+                    message = self.next_message() => match message? {
+                        Message::Goodbye { .. } => Step::Goodbye,
+                        Message::Abort { reason, .. } => return Err(SessionEnd::Aborted(reason)),
+                        message @ (Message::Publish { .. } | Message::Subscribe { .. }
+                        | Message::Unsubscribe { .. } | Message::Call { .. } | Message::Cancel { .. }
+                        | Message::Register { .. } | Message::Unregister { .. } | Message::Yield { .. }
+                        | Message::Error { request_type: code::INVOCATION, .. }) => {
+                            match joined.realm.try_send(RealmCommand::Message { session, message }) {
+                                Ok(()) => continue,
+                                Err(command) => Step::Forward(command),
+                            }
+                        }
+                        other => return Err(SessionEnd::ProtocolViolation(format!("{} not allowed here", other.name()))),
+                    },
+                };
+                match step {
+                    Step::Shutdown => {
+                        Box::pin(self.close_for_shutdown(joined)).await?;
+                        return Ok(());
+                    }
+                    Step::SlowConsumer => return Box::pin(self.close_slow_consumer(ctx)).await,
+                    Step::Write => {
+                        // A peer that stopped reading blocks this write for good; the kill switch
+                        // must still end the session (the flush is cancel-safe).
+                        tokio::select! {
+                            biased;
+                            _ = joined.outbound.killed() => return Box::pin(self.close_slow_consumer(ctx)).await,
+                            written = self.write_batch(&mut batch) => written?,
+                        }
+                        if joined.outbound.is_empty() {
+                            batch = Vec::new();
                         }
                     }
-                    other => return Err(SessionEnd::ProtocolViolation(format!("{} not allowed here", other.name()))),
-                },
-            };
-            match step {
-                Step::Shutdown => {
-                    Box::pin(self.close_for_shutdown(joined)).await?;
-                    return Ok(());
-                }
-                Step::SlowConsumer => return Box::pin(self.close_slow_consumer(ctx)).await,
-                Step::Write => {
-                    // A peer that stopped reading blocks this write for good; the kill switch
-                    // must still end the session (the flush is cancel-safe).
-                    tokio::select! {
-                        biased;
-                        _ = joined.outbound.killed() => return Box::pin(self.close_slow_consumer(ctx)).await,
-                        written = self.write_batch(&mut batch) => written?,
+                    Step::Goodbye => {
+                        // The realm forgets the session before the client hears back, so nobody
+                        // sees it after its GOODBYE is answered.
+                        let _ = Box::pin(joined.realm.send(RealmCommand::Leave { session })).await;
+                        Box::pin(self.send(&goodbye(reason::GOODBYE_AND_OUT))).await?;
+                        return Ok(());
                     }
-                    if joined.outbound.is_empty() {
-                        batch = Vec::new();
-                    }
+                    // The realm is behind (its queue is full) or gone: wait for room, in order.
+                    Step::Forward(command) => Box::pin(joined.realm.send(*command))
+                        .await
+                        .map_err(|_| SessionEnd::Aborted("realm stopped".into()))?,
                 }
-                Step::Goodbye => {
-                    // The realm forgets the session before the client hears back, so nobody
-                    // sees it after its GOODBYE is answered.
-                    let _ = Box::pin(realm.send(RealmCommand::Leave { session })).await;
-                    Box::pin(self.send(&goodbye(reason::GOODBYE_AND_OUT))).await?;
-                    return Ok(());
-                }
-                // The realm is behind (its queue is full) or gone: wait for room, in order.
-                Step::Forward(command) => Box::pin(realm.send(*command))
-                    .await
-                    .map_err(|_| SessionEnd::Aborted("realm stopped".into()))?,
             }
         }
     }
