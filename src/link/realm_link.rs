@@ -16,7 +16,7 @@ use crate::transport::tls_tcp;
 use crate::wamp::{Dict, Serializer, Value};
 
 use super::local::LocalSide;
-use super::remote::{ByteStream, RemoteSide};
+use super::remote::{ByteStream, RemoteSide, LEAVE_TIMEOUT};
 use super::shuttle::{self, LinkCounters};
 use super::{LinkContext, LinkEvent, LinkSpec};
 
@@ -262,8 +262,15 @@ impl RealmLink {
 
     /// Joins the realm on the peer and locally and attaches both sides to the link channel.
     async fn connect(&self) -> Result<(LocalSide, RemoteSide), String> {
-        let (remote, local) = tokio::join!(self.join_peer(), self.join_local());
-        Ok((local?, remote?))
+        match tokio::join!(self.join_peer(), self.join_local()) {
+            (Ok(remote), Ok(local)) => Ok((local, remote)),
+            // The local side leaves by itself when dropped; the peer's is told GOODBYE.
+            (Ok(mut remote), Err(e)) => {
+                let _ = tokio::time::timeout(LEAVE_TIMEOUT, remote.leave()).await;
+                Err(e)
+            }
+            (Err(e), _) => Err(e),
+        }
     }
 
     /// Opens the byte stream to the peer and joins the realm there as `rlink`.

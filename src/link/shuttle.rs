@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use super::calls::{LinkCaller, LinkInvocation, Outlet};
 use super::local::{FromRealm, LocalSide};
-use super::remote::{FromPeer, RemoteSide};
+use super::remote::{FromPeer, RemoteSide, LEAVE_TIMEOUT};
 use crate::client::ClientError;
 use crate::router::mesh::MESH_KEY;
 use crate::wamp::uri::reason;
@@ -97,8 +97,7 @@ pub fn run(
         // no longer answers must not hold the stop up (its QUIC idle timeout can be long).
         Box::pin(async move {
             local.leave().await;
-            let leave = std::time::Duration::from_secs(2);
-            let _ = tokio::time::timeout(leave, remote.leave()).await;
+            let _ = tokio::time::timeout(LEAVE_TIMEOUT, remote.leave()).await;
             calls.close();
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), calls.wait()).await;
         })

@@ -47,6 +47,8 @@ pub type RemoteInvocation = LinkInvocation<PeerOutlet>;
 
 /// Messages from calls and invocations in flight, queued for the stream.
 const OUTGOING: usize = 256;
+/// How long leaving waits for the peer's GOODBYE (the shuttle bounds its own leave alike).
+pub const LEAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Frames handled per poll before the task lets others run.
 const FRAMES_PER_POLL: usize = 256;
 
@@ -119,7 +121,7 @@ impl RemoteSide {
         };
         if !attached {
             let role = joined.details.get("authrole").cloned();
-            side.leave().await;
+            let _ = tokio::time::timeout(LEAVE_TIMEOUT, side.leave()).await;
             return Err(ClientError::Protocol(format!(
                 "the realm did not attach the link (joined with role {role:?}, not as a link)"
             )));
@@ -233,7 +235,7 @@ impl RemoteSide {
                 break;
             };
             if let Err(e) = self.out.push(&message) {
-                tracing::warn!(error = %e, message = message.name(), "not sent to the peer");
+                undeliverable(in_flight, &mut self.out, message, e);
             }
         }
     }
@@ -452,6 +454,53 @@ impl RemoteSide {
     }
 }
 
+/// A message of a call or invocation that the peer cannot take (too large for it): the call
+/// ends with ERROR `wamp.error.payload_size_exceeded`, the invocation is answered with one, as
+/// the client does, so that no caller waits for good.
+fn undeliverable(
+    in_flight: &mut InFlight,
+    out: &mut FrameWriter,
+    message: Message,
+    e: ClientError,
+) {
+    tracing::warn!(error = %e, message = message.name(), "not sent to the peer");
+    let error = reason::PAYLOAD_SIZE_EXCEEDED.to_owned();
+    match message {
+        Message::Call { request, .. } => {
+            let payload = Payload::args(vec![e.to_string().into()]);
+            let details = Dict::new();
+            let answer = Err(ClientError::Wamp {
+                error,
+                details,
+                payload,
+            });
+            if let Some((sender, answer)) = in_flight.shared.answer_call(request, answer) {
+                in_flight.parked = Some(Box::pin(async move {
+                    let _ = sender.send(answer).await;
+                }));
+            }
+        }
+        Message::Yield { request, .. }
+        | Message::Error {
+            request_type: code::INVOCATION,
+            request,
+            ..
+        } => {
+            let _ = out.push(&Message::Error {
+                request_type: code::INVOCATION,
+                request,
+                details: Dict::new(),
+                error,
+                payload: Payload::default(),
+            });
+        }
+        _ => {}
+    }
+}
+
 fn invalid(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
 }
+
+#[cfg(test)]
+mod tests;
