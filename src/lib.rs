@@ -11,7 +11,7 @@
 //! | [`router`] | synchronous state machines fed with `handle_*` and the time: [`router::realm::Realm`] (dispatch, authorization), [`router::broker`], [`router::dealer`], [`router::meta`] (meta API), [`router::auth`] (anonymous, ticket, WAMP-CRA, WAMP-Cryptosign), [`router::mesh`] (interest routing between nodes), `router::small_map` (vec-backed maps for per-link tables); [`router::task`] is the one task that owns a realm |
 //! | [`session`] | one connection on the router side: RawSocket handshake -> HELLO/auth/WELCOME -> message loop, the loop running over a `MessageWire` (RawSocket frames, batched by [`writer`], or WebSocket messages) |
 //! | [`transport`] | listeners in the Bedrock shape (bind, accept, unbind, drain, abort): tcp, unix, tls, quic ([`transport::quic::QuicServerFactory`], [`transport::quic::QuicConnector`]), websocket ([`transport::websocket`]: ws/wss with RawSocket on the same port); TLS material in [`transport::tls`] |
-//! | [`link`] | router links: a [`link::RealmLink`] per (peer, realm), one QUIC connection per peer ([`link::PeerConnection`]), the link's session on its local realm (attached to the realm task, no socket) and the shuttle between it and the link's client session on the peer |
+//! | [`link`] | router links: a [`link::RealmLink`] per (peer, realm), one QUIC connection per peer ([`link::PeerConnection`]); one task per link (the shuttle) drives the link's session on its local realm (`link::local`, attached to the realm task, no socket) and its session on the peer's realm (`link::remote`, reading and writing the QUIC stream itself); `link::calls` is the call and invocation relay both sides share |
 //! | [`node`] | composes realms, listeners, links and [`management`]; owns start and shutdown order |
 //! | [`client`] | the Rust WAMP client used by links, tests, bench, demo and users |
 //! | [`queue`] | the bounded queue of every session, link and client handle (nothing allocated until used); it also carries the realm's kill switch for a slow consumer |
@@ -30,8 +30,8 @@
 //! writer asks the shared message for the bytes of its serializer (encoded on first use) and
 //! writes whole batches at once. A router link is a session too, attached to its local realm's
 //! task directly: the realm hands it advertisements, publications to forward and invocations to
-//! relay as messages, and the link carries them to the peer's realm as an ordinary WAMP client
-//! session over a QUIC stream.
+//! relay as messages, and the link's task carries them to the peer's realm as an ordinary WAMP
+//! session over a QUIC stream, which it reads and writes itself.
 
 pub mod bench;
 pub mod certs;
