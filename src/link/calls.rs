@@ -53,6 +53,8 @@ impl Outlet for crate::queue::Sender<Message> {
 }
 
 pub type CallSender = mpsc::Sender<Result<CallResult, ClientError>>;
+/// An answer for a call whose queue is full, with where it goes once there is room.
+pub type Parked = (CallSender, Result<CallResult, ClientError>);
 
 /// What one side's calls and invocations in flight share with it.
 pub struct Requests<O> {
@@ -110,11 +112,46 @@ impl<O: Outlet> Requests<O> {
     }
 
     /// An INTERRUPT: the caller of an invocation in flight canceled.
-    pub fn interrupt(&self, request: Id, options: &Dict) {
+    fn interrupt(&self, request: Id, options: &Dict) {
         if let Some(interrupt) = self.interrupts().remove(&request.get()) {
             let mode = options.get("mode").and_then(Value::as_str);
             let _ = interrupt.send(mode.unwrap_or("killnowait").to_owned());
         }
+    }
+
+    /// Routes an answer from the side's realm to the call or invocation it is for: INTERRUPT,
+    /// RESULT and a CALL's ERROR (see [`Requests::answer_call`] for what `Ok` holds). Any other
+    /// message is given back.
+    pub fn route(requests: Option<&Self>, message: Message) -> Result<Option<Parked>, Message> {
+        let answer = match message {
+            Message::Interrupt { request, options } => {
+                if let Some(requests) = requests {
+                    requests.interrupt(request, &options);
+                }
+                return Ok(None);
+            }
+            Message::Result {
+                request,
+                details,
+                payload,
+            } => (request, Ok(CallResult { details, payload })),
+            Message::Error {
+                request_type: code::CALL,
+                request,
+                details,
+                error,
+                payload,
+            } => {
+                let error = ClientError::Wamp {
+                    error,
+                    details,
+                    payload,
+                };
+                (request, Err(error))
+            }
+            other => return Err(other),
+        };
+        Ok(requests.and_then(|requests| requests.answer_call(answer.0, answer.1)))
     }
 
     /// Hands a RESULT or ERROR to its call (a final one ends the call). Gives it back with its
@@ -124,7 +161,7 @@ impl<O: Outlet> Requests<O> {
         &self,
         request: Id,
         answer: Result<CallResult, ClientError>,
-    ) -> Option<(CallSender, Result<CallResult, ClientError>)> {
+    ) -> Option<Parked> {
         let last = answer.as_ref().map_or(true, |r| !r.is_progress());
         let sender = {
             let mut calls = self.calls();

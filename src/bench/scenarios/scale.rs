@@ -143,7 +143,7 @@ pub async fn run(ctx: &Ctx) -> Result<ScenarioResult, Error> {
                 r * 100_000.0 / 1024.0 / 1024.0,
                 r / 8.0
             ),
-            Some(r) => format!("{:.1}x the bound", r / 8.0),
+            Some(r) => format!("{:.2}x the bound", r / 8.0),
             None => "-".into(),
         },
     });

@@ -8,15 +8,15 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use super::calls::{CallSender, LinkCaller, LinkInvocation, Outlet, RealmOutlet, Requests};
-use crate::client::{CallResult, ClientError};
+use super::calls::{LinkCaller, LinkInvocation, Outlet, Parked, RealmOutlet, Requests};
+use crate::client::ClientError;
 use crate::metrics::{Metrics, SessionGauge};
 use crate::router::mesh::{CHANNEL_ID, CHANNEL_TOPIC, INVOKE_ID, LINK_ROLE, MESH_KEY};
 use crate::router::task::{RealmCommand, SessionOutbound};
 use crate::router::types::Features;
 use crate::router::SessionInfo;
 use crate::session::SessionContext;
-use crate::wamp::{code, Dict, Id, Message, Payload, SharedMessage, Value};
+use crate::wamp::{Dict, Id, Message, Payload, SharedMessage, Value};
 
 /// The transport facts of every link session on its local realm, shared by all of them.
 fn link_transport() -> Arc<Dict> {
@@ -48,7 +48,7 @@ pub struct LocalSide {
     outbound: crate::queue::Receiver<Arc<SharedMessage>>,
     /// A RESULT for a call whose queue was full, delivered before anything else is taken.
     /// Boxed: rare, and inline it would size the task of every idle link.
-    parked: Option<Box<(CallSender, Result<CallResult, ClientError>)>>,
+    parked: Option<Box<Parked>>,
     metrics: Arc<Metrics>,
     left: bool,
     _gauge: SessionGauge,
@@ -158,45 +158,13 @@ impl LocalSide {
                     let invocation = self.in_flight().invocation(request, details, payload);
                     return FromRealm::Invocation(invocation);
                 }
-                Message::Interrupt { request, options } => {
-                    if let Some(in_flight) = &self.in_flight {
-                        in_flight.interrupt(request, &options);
+                // INTERRUPT, RESULT, a call's ERROR; PUBLISHED and the like need nothing.
+                other => {
+                    if let Ok(Some(parked)) = Shared::route(self.in_flight.as_deref(), other) {
+                        self.parked = Some(Box::new(parked));
                     }
                 }
-                Message::Result {
-                    request,
-                    details,
-                    payload,
-                } => {
-                    let result = CallResult { details, payload };
-                    self.answer_call(request, Ok(result));
-                }
-                Message::Error {
-                    request_type: code::CALL,
-                    request,
-                    details,
-                    error,
-                    payload,
-                } => {
-                    let error = ClientError::Wamp {
-                        error,
-                        details,
-                        payload,
-                    };
-                    self.answer_call(request, Err(error));
-                }
-                // PUBLISHED and other answers the link does not wait for.
-                _ => {}
             }
-        }
-    }
-
-    /// Hands a RESULT or ERROR to its call. A call whose queue is full gets it parked: `next`
-    /// then delivers it before it takes anything else, so the link stops taking from the
-    /// realm, whose queue for this session is bounded.
-    fn answer_call(&mut self, request: Id, answer: Result<CallResult, ClientError>) {
-        if let Some(in_flight) = &self.in_flight {
-            self.parked = in_flight.answer_call(request, answer).map(Box::new);
         }
     }
 

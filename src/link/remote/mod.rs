@@ -24,10 +24,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Decoder;
 
-use super::calls::{LinkCaller, LinkInvocation, Requests};
+use super::calls::{LinkCaller, LinkInvocation, Parked, Requests};
 use crate::client::{
-    CallResult, ClientConfig, ClientError, FrameWriter, READ_CHUNK, READ_CHUNK_MIN,
-    WRITE_HIGH_WATER,
+    ClientConfig, ClientError, FrameWriter, READ_CHUNK, READ_CHUNK_MIN, WRITE_HIGH_WATER,
 };
 use crate::rawsocket::{Frame, FrameCodec, FrameKind};
 use crate::router::mesh::{CHANNEL_ID, CHANNEL_TOPIC, INVOKE_ID, MESH_KEY};
@@ -58,6 +57,9 @@ pub enum FromPeer {
     Channel { details: Dict, payload: Payload },
     /// An INVOCATION of the invoke procedure: a call routed through the link.
     Invocation(RemoteInvocation),
+    /// The write buffer was full and has room again, or the shuttle gave the side its turn
+    /// and it has done what it could: the shuttle may take from the local realm.
+    Room,
     /// The session is over; why, for the link's status.
     Ended(String),
 }
@@ -68,6 +70,15 @@ struct InFlight {
     outgoing: crate::queue::Receiver<Message>,
     /// A RESULT for a call whose queue was full, delivered before anything more is read.
     parked: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl InFlight {
+    /// Holds an answer for a call whose queue is full: nothing more is read until it is taken.
+    fn park(&mut self, (sender, answer): Parked) {
+        self.parked = Some(Box::pin(async move {
+            let _ = sender.send(answer).await;
+        }));
+    }
 }
 
 /// The link's session on the peer's realm.
@@ -86,6 +97,8 @@ pub struct RemoteSide {
     in_flight: Option<Box<InFlight>>,
     /// Set once the session is over (GOODBYE or ABORT either way, or the stream ended).
     closed: bool,
+    /// Set by the shuttle after a burst from the local realm (see [`RemoteSide::take_turn`]).
+    turn: bool,
 }
 
 impl RemoteSide {
@@ -118,6 +131,7 @@ impl RemoteSide {
             publications: 0,
             in_flight: None,
             closed: false,
+            turn: false,
         };
         if !attached {
             let role = joined.details.get("authrole").cloned();
@@ -127,6 +141,14 @@ impl RemoteSide {
             )));
         }
         Ok(side)
+    }
+
+    /// After a burst from the local realm: the next `next` writes and reads what it can and then
+    /// comes back (with [`FromPeer::Room`] if the peer had nothing), instead of waiting for the
+    /// peer. The shuttle gives it its turn this way, so that a busy realm neither holds the
+    /// writes back nor keeps what the peer sends unread.
+    pub fn take_turn(&mut self) {
+        self.turn = true;
     }
 
     /// Whether the shuttle may give the side more to write.
@@ -177,14 +199,20 @@ impl RemoteSide {
         if self.closed {
             return Poll::Ready(FromPeer::Ended("peer session closed".into()));
         }
+        // The shuttle stops giving while the buffer is full; it must hear when there is room,
+        // or, with nothing coming from the peer, it would wait for good.
+        let full = !self.has_room();
         for _ in 0..FRAMES_PER_POLL {
             if let Err(e) = self.poll_send(cx) {
                 return Poll::Ready(self.lost(&e));
             }
+            if full && self.has_room() {
+                return Poll::Ready(FromPeer::Room);
+            }
             if let Some(in_flight) = &mut self.in_flight {
                 if let Some(parked) = &mut in_flight.parked {
                     if parked.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
+                        return self.idle();
                     }
                     in_flight.parked = None;
                 }
@@ -209,14 +237,24 @@ impl RemoteSide {
                 // A PONG or an answer pushed by the frames just handled is written now.
                 Poll::Pending => {
                     return match self.poll_send(cx) {
-                        Ok(()) => Poll::Pending,
                         Err(e) => Poll::Ready(self.lost(&e)),
+                        Ok(()) if full && self.has_room() => Poll::Ready(FromPeer::Room),
+                        Ok(()) => self.idle(),
                     }
                 }
             }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Nothing more to do now: wait, unless the shuttle asked for its turn back.
+    fn idle(&mut self) -> Poll<FromPeer> {
+        if std::mem::take(&mut self.turn) {
+            Poll::Ready(FromPeer::Room)
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Takes what calls and invocations queued, then writes.
@@ -332,31 +370,6 @@ impl RemoteSide {
                 let _ = self.out.push(&error);
                 None
             }
-            Message::Interrupt { request, options } => {
-                if let Some(in_flight) = &self.in_flight {
-                    in_flight.shared.interrupt(request, &options);
-                }
-                None
-            }
-            Message::Result {
-                request,
-                details,
-                payload,
-            } => self.answer_call(request, Ok(CallResult { details, payload })),
-            Message::Error {
-                request_type: code::CALL,
-                request,
-                details,
-                error,
-                payload,
-            } => {
-                let error = ClientError::Wamp {
-                    error,
-                    details,
-                    payload,
-                };
-                self.answer_call(request, Err(error))
-            }
             Message::Goodbye { reason, .. } => {
                 let reply = Message::Goodbye {
                     details: Dict::new(),
@@ -374,23 +387,17 @@ impl RemoteSide {
             | Message::Unregistered { request: None, .. } => Some(FromPeer::Ended(
                 "peer session closed: the peer revoked the link's channel or procedure".into(),
             )),
-            // PUBLISHED and other answers the link does not wait for.
-            _ => None,
+            // INTERRUPT, RESULT, a call's ERROR; PUBLISHED and the like need nothing.
+            other => {
+                let requests = self.in_flight.as_deref().map(|f| &*f.shared);
+                if let Ok(Some(parked)) = Requests::route(requests, other) {
+                    if let Some(in_flight) = &mut self.in_flight {
+                        in_flight.park(parked);
+                    }
+                }
+                None
+            }
         }
-    }
-
-    fn answer_call(
-        &mut self,
-        request: Id,
-        answer: Result<CallResult, ClientError>,
-    ) -> Option<FromPeer> {
-        let in_flight = self.in_flight.as_mut()?;
-        if let Some((sender, answer)) = in_flight.shared.answer_call(request, answer) {
-            in_flight.parked = Some(Box::pin(async move {
-                let _ = sender.send(answer).await;
-            }));
-        }
-        None
     }
 
     /// The peer broke the protocol: ABORT (written on `leave`) and end.
@@ -474,10 +481,8 @@ fn undeliverable(
                 details,
                 payload,
             });
-            if let Some((sender, answer)) = in_flight.shared.answer_call(request, answer) {
-                in_flight.parked = Some(Box::pin(async move {
-                    let _ = sender.send(answer).await;
-                }));
+            if let Some(parked) = in_flight.shared.answer_call(request, answer) {
+                in_flight.park(parked);
             }
         }
         Message::Yield { request, .. }

@@ -250,3 +250,44 @@ async fn a_realm_that_does_not_attach_the_link_is_refused() {
     };
     assert!(e.to_string().contains("did not attach the link"), "{e}");
 }
+
+#[tokio::test]
+async fn a_full_write_buffer_says_when_it_has_room_again() {
+    // A small pipe and a peer that does not read yet: the buffer fills.
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let config = ClientConfig::new("realm1").with_serializer(SERIALIZER);
+    let side = tokio::spawn(RemoteSide::join(Box::new(ours), config));
+    let (mut peer, _) = Peer::accept(theirs, 1 << 20).await;
+    peer.welcome(true).await;
+    let mut side = side.await.unwrap().unwrap();
+    let body = Payload::args(vec!["x".repeat(60_000).into()]);
+    let mut published = 0;
+    while side.has_room() {
+        side.publish_channel(Value::from("bulk"), body.clone());
+        published += 1;
+    }
+    // Nothing comes from the peer; the side must still end its wait once the peer has read
+    // enough (the shuttle takes nothing from its realm until then).
+    let reader = tokio::spawn(async move {
+        for _ in 0..published {
+            let Message::Publish { .. } = peer.recv().await else {
+                panic!("PUBLISH expected");
+            };
+        }
+        peer
+    });
+    let FromPeer::Room = next(&mut side).await else {
+        panic!("room expected");
+    };
+    assert!(side.has_room());
+    // The rest is written as the side keeps being polled; the peer gets every publication.
+    let drain = async {
+        loop {
+            let _ = side.next().await;
+        }
+    };
+    tokio::select! {
+        _ = drain => {}
+        peer = reader => drop(peer.unwrap()),
+    }
+}
