@@ -12,8 +12,9 @@
 //! of calls routed through the link both ways.
 //!
 //! Backpressure is the client's: the write buffer is bounded (the shuttle takes nothing from
-//! the local realm while it is above [`WRITE_HIGH_WATER`]), and a result for a call whose queue
-//! is full stops reading until there is room; writing goes on meanwhile.
+//! the local realm while it is above [`WRITE_HIGH_WATER`], and `next` says when it has room
+//! again, [`FromPeer::Room`]), and a result for a call whose queue is full stops reading until
+//! there is room; writing goes on meanwhile.
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
