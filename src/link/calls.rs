@@ -19,6 +19,18 @@ use crate::router::task::{RealmCommand, RealmHandle};
 use crate::wamp::uri::reason;
 use crate::wamp::{code, Dict, Id, Message, Payload, SessionId, Value};
 
+/// A PUBLISH of a link channel message (`_wampmesh` = `body`), with the side's next publication
+/// id (unacknowledged, so never answered: the ids need not be distinct from the calls').
+pub fn channel_publication(publications: &mut u64, body: Value, payload: Payload) -> Message {
+    *publications = *publications % crate::wamp::id::MAX_ID + 1;
+    Message::Publish {
+        request: Id::new(*publications).expect("1..=MAX_ID"),
+        options: crate::dict! { crate::router::mesh::MESH_KEY => body },
+        topic: crate::router::mesh::CHANNEL_TOPIC.to_owned(),
+        payload,
+    }
+}
+
 /// Results of one call the link placed, in order.
 const CALL_RESULTS: usize = 64;
 

@@ -8,10 +8,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use super::calls::{LinkCaller, LinkInvocation, Outlet, Parked, RealmOutlet, Requests};
+use super::calls::{
+    channel_publication, LinkCaller, LinkInvocation, Outlet, Parked, RealmOutlet, Requests,
+};
 use crate::client::ClientError;
 use crate::metrics::{Metrics, SessionGauge};
-use crate::router::mesh::{CHANNEL_ID, CHANNEL_TOPIC, INVOKE_ID, LINK_ROLE, MESH_KEY};
+use crate::router::mesh::{CHANNEL_ID, INVOKE_ID, LINK_ROLE};
 use crate::router::task::{RealmCommand, SessionOutbound};
 use crate::router::types::Features;
 use crate::router::SessionInfo;
@@ -189,13 +191,7 @@ impl LocalSide {
         body: Value,
         payload: Payload,
     ) -> impl Future<Output = Result<(), ClientError>> + '_ {
-        self.publications = self.publications % crate::wamp::id::MAX_ID + 1;
-        let message = Message::Publish {
-            request: Id::new(self.publications).expect("1..=MAX_ID"),
-            options: crate::dict! { MESH_KEY => body },
-            topic: CHANNEL_TOPIC.to_owned(),
-            payload,
-        };
+        let message = channel_publication(&mut self.publications, body, payload);
         self.outlet.send(message)
     }
 

@@ -25,14 +25,14 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Decoder;
 
-use super::calls::{LinkCaller, LinkInvocation, Parked, Requests};
+use super::calls::{channel_publication, LinkCaller, LinkInvocation, Parked, Requests};
 use crate::client::{
     ClientConfig, ClientError, FrameWriter, READ_CHUNK, READ_CHUNK_MIN, WRITE_HIGH_WATER,
 };
 use crate::rawsocket::{Frame, FrameCodec, FrameKind};
-use crate::router::mesh::{CHANNEL_ID, CHANNEL_TOPIC, INVOKE_ID, MESH_KEY};
+use crate::router::mesh::{CHANNEL_ID, INVOKE_ID, MESH_KEY};
 use crate::wamp::uri::reason;
-use crate::wamp::{code, Dict, Id, Message, Payload, Serializer, Value};
+use crate::wamp::{code, Dict, Message, Payload, Serializer, Value};
 
 /// A byte stream to the peer: a QUIC stream, a TCP or a TLS connection.
 pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -161,13 +161,7 @@ impl RemoteSide {
     /// by `next`; a message too large for the peer is dropped with a warning, as the client
     /// drops an unacknowledged publish it cannot send.
     pub fn publish_channel(&mut self, body: Value, payload: Payload) {
-        self.publications = self.publications % crate::wamp::id::MAX_ID + 1;
-        let message = Message::Publish {
-            request: Id::new(self.publications).expect("1..=MAX_ID"),
-            options: crate::dict! { MESH_KEY => body },
-            topic: CHANNEL_TOPIC.to_owned(),
-            payload,
-        };
+        let message = channel_publication(&mut self.publications, body, payload);
         if let Err(e) = self.out.push(&message) {
             tracing::warn!(error = %e, "link publication not sent to the peer");
         }

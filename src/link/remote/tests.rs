@@ -7,6 +7,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
 use crate::rawsocket::handshake;
+use crate::router::mesh::CHANNEL_TOPIC;
+use crate::wamp::Id;
 
 const WAIT: Duration = Duration::from_secs(5);
 const SERIALIZER: Serializer = Serializer::MsgPack;
