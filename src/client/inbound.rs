@@ -225,8 +225,8 @@ impl SessionState {
         deliver(tx, Box::new(invocation)).into()
     }
 
-    /// A local handle for router subscription `subscription` (after SUBSCRIBED, or preset).
-    pub(super) fn preset_subscription(&mut self, subscription: Id) -> SubscriptionParts {
+    /// A local handle for router subscription `subscription`, after SUBSCRIBED.
+    fn add_subscription(&mut self, subscription: Id) -> SubscriptionParts {
         let local = self.next_local();
         let (tx, events) = crate::queue::bounded(self.queue_capacity);
         self.subscriptions
@@ -240,8 +240,8 @@ impl SessionState {
         }
     }
 
-    /// A local handle for router registration `registration` (after REGISTERED, or preset).
-    pub(super) fn preset_registration(&mut self, registration: Id) -> RegistrationParts {
+    /// A local handle for router registration `registration`, after REGISTERED.
+    fn add_registration(&mut self, registration: Id) -> RegistrationParts {
         let (tx, invocations) = crate::queue::bounded(self.queue_capacity);
         self.registrations.insert(registration, tx);
         RegistrationParts {
@@ -256,7 +256,7 @@ impl SessionState {
         reply: super::command::Reply<SubscriptionParts>,
         out: &mut FrameWriter,
     ) {
-        let parts = self.preset_subscription(subscription);
+        let parts = self.add_subscription(subscription);
         let local = parts.local;
         if reply.send(Ok(parts)).is_err() {
             // The subscriber stopped waiting: undo, so the router stops sending.
@@ -270,7 +270,7 @@ impl SessionState {
         reply: super::command::Reply<RegistrationParts>,
         out: &mut FrameWriter,
     ) {
-        let parts = self.preset_registration(registration);
+        let parts = self.add_registration(registration);
         if reply.send(Ok(parts)).is_err() {
             self.unregister(registration, None, out);
         }

@@ -49,22 +49,6 @@ impl Session {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        Ok(Session::join_with(stream, config, &[], &[]).await?.0)
-    }
-
-    /// Joins like [`Session::join`], with subscriptions and registrations the router makes
-    /// at join without SUBSCRIBE or REGISTER (a router link asks for them in HELLO, see
-    /// [`crate::router::SessionInfo::attach_link`]). Their handles exist before the first
-    /// message after WELCOME is read, so nothing sent to them right after WELCOME is lost.
-    pub(crate) async fn join_with<S>(
-        stream: S,
-        config: ClientConfig,
-        subscriptions: &[Id],
-        registrations: &[Id],
-    ) -> Result<(Session, Vec<Subscription>, Vec<Registration>), ClientError>
-    where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    {
         let joined = join(stream, &config).await?;
         let (commands_tx, commands) = crate::queue::bounded(COMMAND_QUEUE);
         let cleanup = Arc::new(Cleanup::default());
@@ -73,15 +57,7 @@ impl Session {
             cleanup: cleanup.clone(),
         });
         let ended = Arc::new(Ended::default());
-        let mut state = SessionState::new(Arc::downgrade(&link), config.queue_capacity);
-        let subscriptions = subscriptions
-            .iter()
-            .map(|&id| Subscription::new(state.preset_subscription(id), link.clone()))
-            .collect();
-        let registrations = registrations
-            .iter()
-            .map(|&id| Registration::new(state.preset_registration(id), link.clone()))
-            .collect();
+        let state = SessionState::new(Arc::downgrade(&link), config.queue_capacity);
         let out = FrameWriter::new(config.serializer, joined.codec.max_send);
         let connection = Connection::new(
             joined.stream,
@@ -108,7 +84,7 @@ impl Session {
                 queue_capacity: config.queue_capacity.max(1),
             }),
         };
-        Ok((session, subscriptions, registrations))
+        Ok(session)
     }
 
     /// Connects over TCP (`host:port`, TCP_NODELAY on) and joins.
@@ -285,12 +261,6 @@ impl Session {
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         self.shared.ended.get().is_some()
-    }
-
-    /// Why the session ended, once it has. Set before the session's subscriptions and
-    /// registrations end, so a handle whose stream ended finds the reason here.
-    pub fn close_reason(&self) -> Option<CloseReason> {
-        self.shared.ended.get().cloned()
     }
 }
 
